@@ -1,0 +1,280 @@
+"""The store driver interface: a revisioned key-value store with compare-and-swap and watch.
+
+Exactly one store driver is active per cluster (config slot ``store``, entry-point group
+``pilothouse.store``). Only the API server uses it (ARCHITECTURE.md rule 1); every other
+component reaches cluster state through the REST API.
+
+The model is etcd v3's, reduced to what a Kubernetes API server needs:
+
+* One **global revision**, an integer that increases by exactly one with every successful
+  write (create, update or delete) anywhere in the store. A fresh store is at revision 0 and
+  its first write gets revision 1. Revisions are never reused, not even across restarts.
+* Every key remembers its ``create_revision`` (the revision of the write that created it)
+  and ``mod_revision`` (the revision of its last write). The API server exposes
+  ``mod_revision`` as ``metadata.resourceVersion``.
+* Writes are single-key and conditional (compare-and-swap). There are no multi-key
+  transactions (rule 5).
+* Reads at a fixed past revision are served from retained history until that history is
+  compacted; a read or watch that needs compacted history fails with :class:`Compacted`.
+
+Keys are ``str`` (the API server uses ``/registry/<resource>/<namespace>/<name>``); values are
+``bytes`` of up to at least 1.5 MiB. Keys sort by their UTF-8 bytes.
+
+All methods are coroutines run on the API server's event loop. A driver whose library
+blocks (threads, synchronous RPC) must move that work off the loop itself; a method must not
+block the loop for longer than a disk sync.
+
+**Durability.** A write is *acknowledged* when its coroutine returns. An acknowledged write
+must survive ``kill -9`` of the process (and, for replicated drivers, of any minority of
+members): it is on stable storage (fsynced) before the call returns.
+
+**Errors.** Methods raise only the exceptions defined here (all subclasses of
+:class:`StoreError`). Anything else escaping a driver is a driver bug; the API server turns it
+into a 500 and logs it.
+
+Conformance: :mod:`pilothouse.testing.store` holds the suite every store driver must pass.
+
+Version history: all of this appeared in 0.1.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import enum
+from collections.abc import AsyncIterator
+
+__all__ = [
+    "Compacted",
+    "EventType",
+    "KeyExists",
+    "KeyNotFound",
+    "KeyValue",
+    "ListResult",
+    "RevisionConflict",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "WatchEvent",
+]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class KeyValue:
+    """One key at one revision.
+
+    ``create_revision`` is the revision of the write that created the key (it changes when
+    the key is deleted and created again); ``mod_revision`` the revision of its latest write.
+    """
+
+    key: str
+    value: bytes
+    create_revision: int
+    mod_revision: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ListResult:
+    """The answer to :meth:`Store.list`.
+
+    ``items`` are sorted by key. ``revision`` is the revision the list was read at (the
+    store's current revision for a current read). ``more`` is true when ``limit`` cut the
+    list short: the caller continues with ``start_after=items[-1].key`` and
+    ``revision=result.revision`` to read the next page at the same revision. ``count`` is the
+    total number of keys under the prefix at that revision, or ``None`` when the driver
+    cannot count cheaply.
+    """
+
+    items: list[KeyValue]
+    revision: int
+    more: bool = False
+    count: int | None = None
+
+
+class EventType(enum.Enum):
+    """Kinds of :class:`WatchEvent`."""
+
+    PUT = "PUT"  #: a key was created or updated; ``kv`` is its new state
+    DELETE = "DELETE"  #: a key was deleted; ``prev_kv`` is its last state, ``kv`` is None
+    PROGRESS = "PROGRESS"  #: no event for this watch up to ``revision``; no ``kv``
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """One event on a watch stream.
+
+    ``revision`` is the revision of the write (for PROGRESS: every write up to and including
+    ``revision`` that matches the watch has already been delivered). For PUT, ``prev_kv`` is
+    the key's state before the write, or None when the write created it; for DELETE it is the
+    deleted state. ``prev_kv`` lets the API server evaluate selectors on the old object.
+    """
+
+    type: EventType
+    revision: int
+    kv: KeyValue | None = None
+    prev_kv: KeyValue | None = None
+
+
+class StoreError(Exception):
+    """Base class of every error a store driver may raise."""
+
+
+class KeyExists(StoreError):
+    """:meth:`Store.create` found the key present. ``kv`` is the existing state."""
+
+    def __init__(self, key: str, kv: KeyValue | None = None):
+        super().__init__(f"key {key!r} already exists")
+        self.key, self.kv = key, kv
+
+
+class KeyNotFound(StoreError):
+    """An update or delete named a key that does not exist."""
+
+    def __init__(self, key: str):
+        super().__init__(f"key {key!r} not found")
+        self.key = key
+
+
+class RevisionConflict(StoreError):
+    """A compare-and-swap failed: the key's ``mod_revision`` was not the expected one.
+
+    ``kv`` is the key's current state, so the caller can retry without another read.
+    """
+
+    def __init__(self, key: str, expected: int, kv: KeyValue):
+        super().__init__(
+            f"key {key!r}: expected mod_revision {expected}, found {kv.mod_revision}")
+        self.key, self.expected, self.kv = key, expected, kv
+
+
+class Compacted(StoreError):
+    """The requested revision is older than the history the store retains.
+
+    ``compact_revision`` is the oldest revision that can still be read or watched from.
+    The API server answers 410 Gone / Expired, and clients relist.
+    """
+
+    def __init__(self, requested: int, compact_revision: int):
+        super().__init__(
+            f"revision {requested} has been compacted; oldest available is {compact_revision}")
+        self.requested, self.compact_revision = requested, compact_revision
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot serve the request now (no quorum, no leader, shutting down).
+
+    The outcome of a write that raises this is unknown: it may or may not have been applied.
+    The API server answers 503/504 and the client retries.
+    """
+
+
+class Store(abc.ABC):
+    """A revisioned key-value store with compare-and-swap, watch and compaction.
+
+    A driver class is constructed by the plugin loader as ``cls(options)`` where ``options``
+    is an instance of the class's ``Options`` dataclass (see :mod:`pilothouse.plugins`).
+    Construction must not do I/O; :meth:`open` does.
+    """
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect to or start the store. Called once by the API server before any other
+        method. For embedded stores this recovers state from disk (replaying whatever was
+        acknowledged before a crash); for remote stores it connects and checks the server.
+
+        Raises :class:`StoreUnavailable` with a message saying what to fix when the store
+        cannot be reached or its data directory cannot be used.
+        """
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release every resource: stop background threads, close files and connections,
+        end every open watch (their iterators finish). Idempotent. After close, an embedded
+        store's data directory can be opened again by a new instance."""
+
+    @abc.abstractmethod
+    async def current_revision(self) -> int:
+        """Return the store's current revision with a linearizable (consistent) read: every
+        write acknowledged before this call started is included. 0 for an empty store."""
+
+    @abc.abstractmethod
+    async def get(self, key: str, *, revision: int = 0) -> KeyValue | None:
+        """Return the key's state, or None when absent.
+
+        ``revision=0`` is a linearizable read of the current state. A positive ``revision``
+        reads the key as it was at that revision; raises :class:`Compacted` when that
+        revision is older than retained history, and :class:`StoreError` for a revision newer
+        than the current one.
+        """
+
+    @abc.abstractmethod
+    async def list(self, prefix: str, *, revision: int = 0, limit: int = 0,
+                   start_after: str | None = None) -> ListResult:
+        """List keys that start with ``prefix`` (``""`` lists everything), sorted by key.
+
+        ``revision=0`` reads the current revision linearizably; a positive ``revision`` reads
+        the snapshot at that revision (:class:`Compacted` if compacted). ``limit=0`` means no
+        limit. ``start_after`` resumes after that key (exclusive). Reading the pages of one
+        list at the revision of the first page gives every key exactly once, however many
+        writes happen meanwhile (stable pagination).
+        """
+
+    @abc.abstractmethod
+    async def create(self, key: str, value: bytes) -> KeyValue:
+        """Create ``key`` if it is absent and return its new state (``create_revision ==
+        mod_revision ==`` the new global revision). Raises :class:`KeyExists` if present.
+        Of concurrent creates of one key exactly one succeeds."""
+
+    @abc.abstractmethod
+    async def update(self, key: str, value: bytes, *, expected_revision: int) -> KeyValue:
+        """Replace the value of ``key`` if its ``mod_revision`` equals
+        ``expected_revision`` (compare-and-swap) and return the new state.
+
+        ``expected_revision=0`` makes the update unconditional (the key must still exist).
+        Raises :class:`KeyNotFound` if the key is absent, :class:`RevisionConflict` (carrying
+        the current state) if the revision differs. Of concurrent updates expecting the same
+        revision exactly one succeeds.
+        """
+
+    @abc.abstractmethod
+    async def delete(self, key: str, *, expected_revision: int = 0) -> KeyValue:
+        """Delete ``key`` and return its last state. ``expected_revision`` as in
+        :meth:`update` (0 = unconditional). Raises :class:`KeyNotFound` or
+        :class:`RevisionConflict`. A delete is a write: it takes a new global revision, which
+        the returned value does not show (watchers see it as the event's ``revision``)."""
+
+    @abc.abstractmethod
+    def watch(self, prefix: str, *, after_revision: int,
+              progress_interval: float | None = None) -> AsyncIterator[WatchEvent]:
+        """Stream every change under ``prefix`` with revision greater than
+        ``after_revision``, in revision order, each exactly once, then live changes as they
+        are committed.
+
+        Returns an async iterator (usually an async generator). The first ``__anext__``
+        raises :class:`Compacted` when ``after_revision`` is older than the compacted
+        revision (``after_revision < compact_revision``). ``after_revision`` may be the
+        current revision (only new changes) but not greater.
+
+        ``progress_interval`` (seconds): when set, the stream yields a PROGRESS event at least
+        that often while nothing else is delivered, carrying a revision up to which the watch
+        is complete; the API server turns these into watch bookmarks. Events are only
+        delivered once committed (they would be returned by a linearizable read).
+
+        The caller ends a watch by closing the iterator (``aclose()``) or abandoning it; a
+        driver must not leak resources for abandoned watches beyond the next event. When the
+        store closes, the iterator finishes. A watch that falls too far behind may end with
+        :class:`Compacted`; the caller re-lists.
+        """
+
+    @abc.abstractmethod
+    async def compact(self, revision: int) -> None:
+        """Discard history older than ``revision``: afterwards reads at revisions below
+        ``revision`` and watches with ``after_revision < revision`` raise :class:`Compacted`.
+        Current state is never discarded. Compacting to a revision at or below the current
+        compacted revision is a no-op; above the current revision raises
+        :class:`StoreError`. Who calls it: the API server, periodically."""
+
+    async def compacted_revision(self) -> int:
+        """Return the oldest revision still readable (0 if never compacted). Drivers should
+        override this; the default says nothing was compacted."""
+        return 0
