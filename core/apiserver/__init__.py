@@ -1,0 +1,1 @@
+"""The API server (private implementation; its contract is the Kubernetes REST API)."""
