@@ -105,8 +105,10 @@ def discover(slots: list[str] | None = None, load: bool = True) -> list[Installe
     found = []
     for slot in slots or list(GROUPS):
         group = GROUPS[slot][0]
-        mgr = stevedore.ExtensionManager(group, invoke_on_load=False, verify_requirements=False,
-                                         on_load_failure_callback=None)
+        # names=[]: stevedore lists the group's entry points without importing any; each is
+        # loaded below so that one broken plugin is reported instead of raised.
+        mgr = stevedore.NamedExtensionManager(group, names=[],
+                                              on_missing_entrypoints_callback=None)
         for ep in sorted(mgr.list_entry_points(), key=lambda e: e.name):
             dist, version = dists.get((group, ep.name), ("?", "?"))
             plugin = InstalledPlugin(slot, ep.name, ep.value, dist, version)
@@ -300,7 +302,7 @@ def load_plugins(config: Config) -> LoadedPlugins:
     try:
         pm.check_pending()  # a hookimpl named pilothouse_* that matches no spec is a typo
     except pluggy.PluginValidationError as exc:
-        raise ConfigError([f"plugin {exc.plugin_name!r}: {exc}"], config.source) from None
+        raise ConfigError([f"plugin {getattr(exc.plugin, '__name__', exc.plugin)!r}: {exc}"], config.source) from None
     return LoadedPlugins(config, pm, drivers, pipelines, profiles, controllers, hook_plugins)
 
 

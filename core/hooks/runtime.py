@@ -24,6 +24,8 @@ def pilothouse_container_started(pod, container_name, container_id):
 def pilothouse_container_exited(pod, container_name, container_id, exit_code, reason):
     """The node agent observed a container of ``pod`` exit.
 
+    :param pod: the pod object (dict). :param container_name: the spec name.
+    :param container_id: the runtime's container ID.
     :param exit_code: the exit code. :param reason: the runtime's reason (``"Completed"``,
         ``"Error"``, ``"OOMKilled"``, ...).
 
