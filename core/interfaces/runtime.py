@@ -351,9 +351,9 @@ class ContainerConfig:
     ``""`` means no log file. ``stdin`` keeps a stdin pipe open for :meth:`Runtime.attach`;
     ``stdin_once`` closes it after the first attach session ends; ``tty`` allocates a
     terminal (stdout and stderr are then one stream, logged as stdout). ``labels`` are for
-    selection and returned as given; ``annotations`` are opaque. ``stop_signal`` overrides
-    the signal :meth:`Runtime.stop_container` sends first (``""``: the image's, else
-    ``SIGTERM``).
+    selection and returned as given; ``annotations`` are opaque. The signal
+    :meth:`Runtime.stop_container` sends first is the image's ``StopSignal``, else
+    ``SIGTERM``.
     """
 
     metadata: ContainerMetadata
@@ -371,7 +371,6 @@ class ContainerConfig:
     tty: bool = False
     resources: Resources = dataclasses.field(default_factory=Resources)
     security: SecurityContext = dataclasses.field(default_factory=SecurityContext)
-    stop_signal: str = ""
 
 
 # ---------------------------------------------------------------------------------------
@@ -789,17 +788,20 @@ class Runtime(abc.ABC):
 
     @abc.abstractmethod
     async def stop_container(self, container_id: str, timeout: float) -> None:
-        """Stop a container gracefully: send its stop signal (``SIGTERM`` unless the config
-        or image says otherwise), wait up to ``timeout`` seconds for it to exit, then
+        """Stop a container gracefully: send its stop signal (the image's ``StopSignal``,
+        else ``SIGTERM``), wait up to ``timeout`` seconds for it to exit, then
         ``SIGKILL`` it and wait for it to be gone. ``timeout=0`` kills at once. Returns when
-        the container is EXITED (its exit code then reflects the signal: 137 after SIGKILL,
-        143 for an unhandled SIGTERM).
+        the container is EXITED (exit code 137 after SIGKILL; a process that handles the
+        signal exits with its own code). Note that a container's main process is PID 1 of
+        its PID namespace, where the kernel ignores signals it installs no handler for: a
+        process that does not handle SIGTERM is only ended by the SIGKILL.
 
         Called by the node agent when a pod is deleted (``timeout`` from
         ``terminationGracePeriodSeconds``, minus the time taken by the ``preStop`` hook),
         on liveness failure, and before removing a container. May block for ``timeout`` plus
-        a little. Idempotent: stopping a CREATED or EXITED container succeeds (a CREATED one
-        becomes EXITED without running). Raises :class:`NotFound` for an unknown id.
+        a little. Idempotent: stopping an EXITED container succeeds and changes nothing;
+        so does stopping a CREATED one (it stays CREATED, never runs, and is removed with
+        :meth:`remove_container`). Raises :class:`NotFound` for an unknown id.
 
         Since 0.1.
         """
@@ -985,9 +987,9 @@ class Runtime(abc.ABC):
 
     @abc.abstractmethod
     async def remove_image(self, ref: str) -> None:
-        """Remove the image ``ref`` (reference or id) from the store. Removing by a tag
-        removes the image when no other tag names it, else just that tag; by id removes
-        it with all tags.
+        """Remove the image that ``ref`` (a reference or an id) names, with every reference
+        to it: like CRI's ``RemoveImage``, removing by one tag also removes the image's
+        other tags.
 
         Called by image garbage collection and ``pilothouse image rm``. Idempotent: an
         absent image succeeds. Raises :class:`InvalidArgument` when a container still uses
