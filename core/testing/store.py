@@ -168,9 +168,9 @@ class _Model:
     async def create(self, store: Store, key: str, value: bytes) -> KeyValue:
         kv = await store.create(key, value)
         rev = self.revision + 1
-        assert kv == KeyValue(key, value, rev, rev), (
-            f"create({key!r}) returned {kv!r}; expected create_revision == mod_revision == "
-            f"{rev} (the previous revision {self.revision} plus one)")
+        _eq(kv, KeyValue(key, value, rev, rev),
+            f"create({key!r}): create_revision == mod_revision == the previous revision "
+            f"{self.revision} plus one")
         self._record(WatchEvent(EventType.PUT, rev, kv, None), key, kv)
         return kv
 
@@ -180,9 +180,9 @@ class _Model:
         expected = prev.mod_revision if expected_revision is None else expected_revision
         kv = await store.update(key, value, expected_revision=expected)
         rev = self.revision + 1
-        assert kv == KeyValue(key, value, prev.create_revision, rev), (
-            f"update({key!r}) returned {kv!r}; expected the new value, create_revision "
-            f"{prev.create_revision} unchanged and mod_revision {rev}")
+        _eq(kv, KeyValue(key, value, prev.create_revision, rev),
+            f"update({key!r}): the new value, create_revision unchanged, mod_revision == the "
+            f"previous revision {self.revision} plus one")
         self._record(WatchEvent(EventType.PUT, rev, kv, prev), key, kv)
         return kv
 
@@ -191,7 +191,7 @@ class _Model:
         prev = self.state[key]
         expected = prev.mod_revision if expected_revision is None else expected_revision
         kv = await store.delete(key, expected_revision=expected)
-        assert kv == prev, f"delete({key!r}) returned {kv!r}, not the key's last state {prev!r}"
+        _eq(kv, prev, f"delete({key!r}) returns the key's last state")
         self._record(WatchEvent(EventType.DELETE, self.revision + 1, None, prev), key, None)
         return kv
 
@@ -204,13 +204,66 @@ class _Model:
         return [snap[k] for k in sorted(snap, key=_utf8) if k.startswith(prefix)]
 
 
+def _short(value: Any) -> str:
+    """repr() with long bytes shortened, so a 1.5 MiB value does not flood the report."""
+    if isinstance(value, (bytes, bytearray)) and len(value) > 64:
+        return f"<{len(value)} bytes {bytes(value[:16])!r}...>"
+    if isinstance(value, KeyValue):
+        return (f"KeyValue({value.key!r}, {_short(value.value)}, "
+                f"create_revision={value.create_revision}, mod_revision={value.mod_revision})")
+    if isinstance(value, WatchEvent):
+        return (f"WatchEvent({value.type.name}, revision={value.revision}, "
+                f"kv={_short(value.kv)}, prev_kv={_short(value.prev_kv)})")
+    if isinstance(value, (list, tuple)):
+        shown = ", ".join(_short(v) for v in value[:20])
+        return f"[{shown}{', ...' if len(value) > 20 else ''}] ({len(value)} items)"
+    text = repr(value)
+    return text if len(text) <= 2000 else text[:2000] + "..."
+
+
+def _eq(got: Any, expected: Any, what: str = "") -> None:
+    """Assert ``got == expected`` with a report that shows both (and, for lists, the first
+    difference); plain asserts in an installed module are not rewritten by pytest."""
+    if got == expected:
+        return
+    where = f"{what}: " if what else ""
+    if isinstance(got, list) and isinstance(expected, list):
+        i = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b),
+                 min(len(got), len(expected)))
+        raise AssertionError(
+            f"{where}lists differ at index {i} (got {len(got)} items, expected "
+            f"{len(expected)}):\n  got      {_short(got[i:i + 3])}\n"
+            f"  expected {_short(expected[i:i + 3])}")
+    raise AssertionError(f"{where}\n  got      {_short(got)}\n  expected {_short(expected)}")
+
+
+class _Caught:
+    value: BaseException
+
+
+@contextlib.contextmanager
+def _raises(exc_type: type[BaseException]):
+    """Like ``pytest.raises`` but a miss is an :class:`AssertionError`, so that every
+    contract violation fails the same way, and a wrong exception type names both."""
+    caught = _Caught()
+    try:
+        yield caught
+    except exc_type as exc:
+        caught.value = exc
+    except Exception as exc:
+        raise AssertionError(f"expected {exc_type.__name__}, the store raised "
+                             f"{type(exc).__name__}: {exc}") from exc
+    else:
+        raise AssertionError(f"expected {exc_type.__name__}, nothing was raised")
+
+
 def _utf8(key: str) -> bytes:
     return key.encode("utf-8")
 
 
 async def _check_current(store: Store, expected: int, why: str) -> None:
     got = await store.current_revision()
-    assert got == expected, f"current_revision() is {got}, expected {expected}: {why}"
+    _eq(got, expected, f"current_revision() is {got}, expected {expected}: {why}")
 
 
 class StoreConformance:
@@ -310,14 +363,14 @@ class StoreConformance:
 
         async def body(store: Store) -> None:
             await _check_current(store, 0, "a fresh store is at revision 0")
-            assert await store.compacted_revision() == 0
+            _eq(await store.compacted_revision(), 0)
             result = await store.list("")
             assert isinstance(result, ListResult)
             assert result.items == [] and result.revision == 0 and result.more is False
             assert result.count in (None, 0)
             assert await store.get("/nothing") is None
             kv = await store.create("/first", b"1")
-            assert kv == KeyValue("/first", b"1", 1, 1), "the first write gets revision 1"
+            _eq(kv, KeyValue("/first", b"1", 1, 1), "the first write gets revision 1")
             await _check_current(store, 1, "one write")
 
         self.run_with_store(tmp_path, body)
@@ -330,11 +383,11 @@ class StoreConformance:
             model = _Model(await store.current_revision())
             kv = await model.create(store, "/k/a", b"hello")
             await _check_current(store, model.revision, "a create is a write")
-            assert await store.get("/k/a") == kv
+            _eq(await store.get("/k/a"), kv)
             kv2 = await model.create(store, "/k/b", b"world")
-            assert kv2.mod_revision == kv.mod_revision + 1
-            assert await store.get("/k/b") == kv2
-            assert await store.get("/k/a") == kv
+            _eq(kv2.mod_revision, kv.mod_revision + 1)
+            _eq(await store.get("/k/b"), kv2)
+            _eq(await store.get("/k/a"), kv)
 
         self.run_with_store(tmp_path, body)
 
@@ -348,13 +401,13 @@ class StoreConformance:
             kv = await model.create(store, "/k/a", b"one")
             await model.update(store, "/k/a", b"two")
             current = model.state["/k/a"]
-            with pytest.raises(KeyExists) as info:
+            with _raises(KeyExists) as info:
                 await store.create("/k/a", b"three")
-            assert info.value.key == "/k/a"
-            assert info.value.kv == current, "KeyExists.kv is the existing state"
-            assert await store.get("/k/a") == current
+            _eq(info.value.key, "/k/a")
+            _eq(info.value.kv, current, "KeyExists.kv is the existing state")
+            _eq(await store.get("/k/a"), current)
             await _check_current(store, model.revision, "a failed create is not a write")
-            assert kv.create_revision == current.create_revision
+            _eq(kv.create_revision, current.create_revision)
 
         self.run_with_store(tmp_path, body)
 
@@ -371,18 +424,18 @@ class StoreConformance:
             await model.create(store, "/k/other", b"x")
             second = await model.update(store, "/k/a", b"v2", expected_revision=first.mod_revision)
             for stale in (first.mod_revision, second.mod_revision + 1, model.revision + 100):
-                with pytest.raises(RevisionConflict) as info:
+                with _raises(RevisionConflict) as info:
                     await store.update("/k/a", b"lost", expected_revision=stale)
-                assert info.value.key == "/k/a"
-                assert info.value.expected == stale
-                assert info.value.kv == second, "RevisionConflict.kv is the current state"
-            assert await store.get("/k/a") == second
+                _eq(info.value.key, "/k/a")
+                _eq(info.value.expected, stale)
+                _eq(info.value.kv, second, "RevisionConflict.kv is the current state")
+            _eq(await store.get("/k/a"), second)
             await _check_current(store, model.revision, "failed updates are not writes")
             # Retrying from the conflict's kv, without another read, succeeds.
-            with pytest.raises(RevisionConflict) as info:
+            with _raises(RevisionConflict) as info:
                 await store.update("/k/a", b"v3", expected_revision=first.mod_revision)
             await model.update(store, "/k/a", b"v3", expected_revision=info.value.kv.mod_revision)
-            assert await store.get("/k/a") == model.state["/k/a"]
+            _eq(await store.get("/k/a"), model.state["/k/a"])
 
         self.run_with_store(tmp_path, body)
 
@@ -397,7 +450,7 @@ class StoreConformance:
             await model.update(store, "/k/b", b"y")
             kv = await model.update(store, "/k/a", b"v2", expected_revision=0)
             kv = await model.update(store, "/k/a", b"v3", expected_revision=0)
-            assert await store.get("/k/a") == kv
+            _eq(await store.get("/k/a"), kv)
             await _check_current(store, model.revision, "each update is one write")
 
         self.run_with_store(tmp_path, body)
@@ -410,13 +463,13 @@ class StoreConformance:
         async def body(store: Store) -> None:
             model = _Model(await store.current_revision())
             for expected in (0, 1, 5):
-                with pytest.raises(KeyNotFound) as info:
+                with _raises(KeyNotFound) as info:
                     await store.update("/k/missing", b"v", expected_revision=expected)
-                assert info.value.key == "/k/missing"
+                _eq(info.value.key, "/k/missing")
             kv = await model.create(store, "/k/gone", b"v")
             await model.delete(store, "/k/gone")
             for expected in (0, kv.mod_revision):
-                with pytest.raises(KeyNotFound):
+                with _raises(KeyNotFound):
                     await store.update("/k/gone", b"v", expected_revision=expected)
             assert await store.get("/k/missing") is None
             assert await store.get("/k/gone") is None
@@ -435,14 +488,14 @@ class StoreConformance:
             kv = await model.update(store, "/k/a", b"v2")
             before = model.revision
             last = await model.delete(store, "/k/a")
-            assert last == kv
+            _eq(last, kv)
             await _check_current(store, before + 1, "a delete is a write")
             assert await store.get("/k/a") is None
-            assert (await store.list("/k/")).items == []
-            with pytest.raises(KeyNotFound) as info:
+            _eq((await store.list("/k/")).items, [])
+            with _raises(KeyNotFound) as info:
                 await store.delete("/k/a")
-            assert info.value.key == "/k/a"
-            with pytest.raises(KeyNotFound):
+            _eq(info.value.key, "/k/a")
+            with _raises(KeyNotFound):
                 await store.delete("/k/never", expected_revision=3)
             await _check_current(store, before + 1, "failed deletes are not writes")
 
@@ -457,11 +510,11 @@ class StoreConformance:
             model = _Model(await store.current_revision())
             first = await model.create(store, "/k/a", b"v1")
             second = await model.update(store, "/k/a", b"v2")
-            with pytest.raises(RevisionConflict) as info:
+            with _raises(RevisionConflict) as info:
                 await store.delete("/k/a", expected_revision=first.mod_revision)
             assert info.value.key == "/k/a" and info.value.expected == first.mod_revision
-            assert info.value.kv == second
-            assert await store.get("/k/a") == second
+            _eq(info.value.kv, second)
+            _eq(await store.get("/k/a"), second)
             await _check_current(store, model.revision, "a failed delete is not a write")
             await model.delete(store, "/k/a", expected_revision=second.mod_revision)
             assert await store.get("/k/a") is None
@@ -481,8 +534,8 @@ class StoreConformance:
             old = await model.create(store, "/k/a", b"v1")
             await model.delete(store, "/k/a")
             new = await model.create(store, "/k/a", b"v2")
-            assert new.create_revision == old.create_revision + 2
-            assert await store.get("/k/a") == new
+            _eq(new.create_revision, old.create_revision + 2)
+            _eq(await store.get("/k/a"), new)
 
         self.run_with_store(tmp_path, body)
 
@@ -506,12 +559,12 @@ class StoreConformance:
                         live[key] = await store.create(key, b"%d" % step)
                         wrote = True
                     else:
-                        with pytest.raises(KeyExists):
+                        with _raises(KeyExists):
                             await store.create(key, b"x")
                 elif op in ("update", "cas"):
                     expected = 0 if op == "update" or kv is None else kv.mod_revision
                     if kv is None:
-                        with pytest.raises(KeyNotFound):
+                        with _raises(KeyNotFound):
                             await store.update(key, b"x", expected_revision=expected)
                     else:
                         live[key] = await store.update(key, b"%d" % step,
@@ -519,28 +572,27 @@ class StoreConformance:
                         wrote = True
                 elif op == "stale":
                     if kv is None:
-                        with pytest.raises(KeyNotFound):
+                        with _raises(KeyNotFound):
                             await store.delete(key, expected_revision=rev)
                     else:
-                        with pytest.raises(RevisionConflict):
+                        with _raises(RevisionConflict):
                             await store.update(key, b"x", expected_revision=kv.mod_revision + 1)
-                        with pytest.raises(RevisionConflict):
+                        with _raises(RevisionConflict):
                             await store.delete(key, expected_revision=kv.mod_revision + 1)
                 elif op == "delete":
                     if kv is None:
-                        with pytest.raises(KeyNotFound):
+                        with _raises(KeyNotFound):
                             await store.delete(key)
                     else:
-                        assert await store.delete(key) == live.pop(key)
+                        _eq(await store.delete(key), live.pop(key))
                         wrote = True
                 else:
-                    assert await store.get(key) == kv
+                    _eq(await store.get(key), kv)
                     await store.list("/r/")
                 if wrote:
                     rev += 1
                     if key in live:
-                        assert live[key].mod_revision == rev, (
-                            f"step {step} ({op} {key}): took revision "
+                        _eq(live[key].mod_revision, rev, f"step {step} ({op} {key}): took revision "
                             f"{live[key].mod_revision}, expected {rev}")
                 await _check_current(store, rev, f"after step {step} ({op} {key}, "
                                                  f"{'a write' if wrote else 'not a write'})")
@@ -560,10 +612,10 @@ class StoreConformance:
             keys = sorted({k for snap in model.snapshots.values() for k in snap})
             for r in range(max(model.base, 1), model.revision + 1):
                 for key in keys:
-                    assert await store.get(key, revision=r) == model.snapshots[r].get(key), (
+                    _eq(await store.get(key, revision=r), model.snapshots[r].get(key),
                         f"get({key!r}, revision={r})")
             for key in keys:
-                assert await store.get(key) == model.state.get(key)
+                _eq(await store.get(key), model.state.get(key))
 
         self.run_with_store(tmp_path, body)
 
@@ -575,10 +627,10 @@ class StoreConformance:
             model = _Model(await store.current_revision())
             await model.create(store, "/f/a", b"v")
             for future in (model.revision + 1, model.revision + 1000):
-                with pytest.raises(StoreError) as info:
+                with _raises(StoreError) as info:
                     await store.get("/f/a", revision=future)
                 assert not isinstance(info.value, Compacted)
-                with pytest.raises(StoreError) as info:
+                with _raises(StoreError) as info:
                     await store.list("/f/", revision=future)
                 assert not isinstance(info.value, Compacted)
 
@@ -600,11 +652,10 @@ class StoreConformance:
             for prefix in ("/p/", "/p/a", "/p", "/q/", "/nothing/", ""):
                 result = await store.list(prefix)
                 expected = model.listing(model.revision, prefix)
-                assert result.items == expected, f"list({prefix!r})"
-                assert [_utf8(kv.key) for kv in result.items] == sorted(
-                    _utf8(kv.key) for kv in result.items)
-                assert result.revision == model.revision, (
-                    "a current list reports the current revision")
+                _eq(result.items, expected, f"list({prefix!r})")
+                _eq([_utf8(kv.key) for kv in result.items], sorted(
+                    _utf8(kv.key) for kv in result.items))
+                _eq(result.revision, model.revision, "a current list reports the current revision")
                 assert result.more is False
                 assert result.count in (None, len(expected)), f"list({prefix!r}).count"
 
@@ -622,8 +673,8 @@ class StoreConformance:
                 for prefix in ("/lp/", ""):
                     result = await store.list(prefix, revision=r)
                     expected = model.listing(r, prefix)
-                    assert result.items == expected, f"list({prefix!r}, revision={r})"
-                    assert result.revision == r
+                    _eq(result.items, expected, f"list({prefix!r}, revision={r})")
+                    _eq(result.revision, r)
                     assert result.more is False
 
         self.run_with_store(tmp_path, body)
@@ -647,21 +698,21 @@ class StoreConformance:
             assert page.count in (None, 10), "count is the total under the prefix, not the page"
             page2 = await store.list("/lim/", limit=5, start_after=page.items[-1].key,
                                      revision=page.revision)
-            assert page2.items == all_items[5:], "the second page is the rest"
+            _eq(page2.items, all_items[5:], "the second page is the rest")
             assert page2.more is False, "more is false when exactly `limit` keys remained"
-            assert page2.revision == page.revision
+            _eq(page2.revision, page.revision)
 
             whole = await store.list("/lim/", limit=10)
             assert whole.items == all_items and whole.more is False
-            assert (await store.list("/lim/", limit=0)).items == all_items
-            assert (await store.list("/lim/", limit=100)).items == all_items
+            _eq((await store.list("/lim/", limit=0)).items, all_items)
+            _eq((await store.list("/lim/", limit=100)).items, all_items)
 
             after = await store.list("/lim/", start_after="/lim/045")  # absent key
-            assert after.items == all_items[5:]
+            _eq(after.items, all_items[5:])
             after = await store.list("/lim/", start_after="/lim/09")
             assert after.items == [] and after.more is False
             after = await store.list("/lim/", start_after="/a")  # before the prefix
-            assert after.items == all_items
+            _eq(after.items, all_items)
 
             for size in (1, 3, 7):
                 got, start, revision = [], None, 0
@@ -673,9 +724,9 @@ class StoreConformance:
                     revision = page.revision
                     if not page.more:
                         break
-                    assert len(page.items) == size, "a page cut short is a full page"
+                    _eq(len(page.items), size, "a page cut short is a full page")
                     start = page.items[-1].key
-                assert got == all_items, f"paging with limit={size}"
+                _eq(got, all_items, f"paging with limit={size}")
 
         self.run_with_store(tmp_path, body)
 
@@ -691,7 +742,7 @@ class StoreConformance:
                 await model.create(store, f"/pg/{i:03d}", b"%d" % i)
             first = await store.list("/pg/", limit=7)
             snapshot = model.listing(first.revision, "/pg/")
-            assert first.revision == model.revision
+            _eq(first.revision, model.revision)
             stop = asyncio.Event()
             writes = 0
 
@@ -719,7 +770,7 @@ class StoreConformance:
                     await asyncio.sleep(0)
                     page = await store.list("/pg/", limit=7, start_after=page.items[-1].key,
                                             revision=first.revision)
-                    assert page.revision == first.revision
+                    _eq(page.revision, first.revision)
                     got += page.items
                 return got
 
@@ -729,9 +780,9 @@ class StoreConformance:
             finally:
                 stop.set()
                 await writer_task
-            assert [kv.key for kv in got] == [kv.key for kv in snapshot], (
+            _eq([kv.key for kv in got], [kv.key for kv in snapshot],
                 "every key of the snapshot exactly once, in order")
-            assert got == snapshot, "values and revisions as of the first page's revision"
+            _eq(got, snapshot, "values and revisions as of the first page's revision")
             assert writes > 0, "the writer wrote while the pages were read"
 
         self.run_with_store(tmp_path, body)
@@ -750,10 +801,10 @@ class StoreConformance:
                     *(store.create(key, b"%d" % i) for i in range(20)), return_exceptions=True)
                 winners = [r for r in results if isinstance(r, KeyValue)]
                 losers = [r for r in results if not isinstance(r, KeyValue)]
-                assert len(winners) == 1, f"{len(winners)} creates of {key} succeeded"
+                _eq(len(winners), 1, f"{len(winners)} creates of {key} succeeded")
                 assert all(isinstance(r, KeyExists) for r in losers), losers
-                assert winners[0].mod_revision == base + 1
-                assert await store.get(key) == winners[0]
+                _eq(winners[0].mod_revision, base + 1)
+                _eq(await store.get(key), winners[0])
                 await _check_current(store, base + 1, "exactly one create succeeded")
 
         self.run_with_store(tmp_path, body)
@@ -768,19 +819,19 @@ class StoreConformance:
                 *(store.update("/cu/a", b"%d" % i, expected_revision=kv.mod_revision)
                   for i in range(20)), return_exceptions=True)
             winners = [r for r in results if isinstance(r, KeyValue)]
-            assert len(winners) == 1, f"{len(winners)} updates expecting one revision succeeded"
+            _eq(len(winners), 1, f"{len(winners)} updates expecting one revision succeeded")
             for r in results:
                 if not isinstance(r, KeyValue):
                     assert isinstance(r, RevisionConflict), r
-                    assert r.kv == winners[0], "the conflict carries the winner's state"
-            assert await store.get("/cu/a") == winners[0]
+                    _eq(r.kv, winners[0], "the conflict carries the winner's state")
+            _eq(await store.get("/cu/a"), winners[0])
             await _check_current(store, winners[0].mod_revision, "one update succeeded")
 
             results = await asyncio.gather(
                 *(store.delete("/cu/a", expected_revision=winners[0].mod_revision)
                   for _ in range(20)), return_exceptions=True)
             deleted = [r for r in results if isinstance(r, KeyValue)]
-            assert deleted == [winners[0]], f"{len(deleted)} deletes succeeded"
+            _eq(deleted, [winners[0]], f"{len(deleted)} deletes succeeded")
             assert all(isinstance(r, (KeyNotFound, RevisionConflict)) for r in results
                        if not isinstance(r, KeyValue))
 
@@ -816,13 +867,12 @@ class StoreConformance:
             await asyncio.gather(*(incrementer() for _ in range(tasks)))
             total = tasks * increments
             final = await store.get("/cas/counter")
-            assert final.value == b"%d" % total, "no lost updates"
+            _eq(final.value, b"%d" % total, "no lost updates")
             expected_revs = [w[0] for w in wins]
-            assert len(set(expected_revs)) == total, (
-                "two updates succeeded expecting the same revision")
-            assert sorted(w[1] for w in wins) == list(
-                range(start.mod_revision + 1, start.mod_revision + total + 1))
-            assert final.mod_revision == start.mod_revision + total
+            _eq(len(set(expected_revs)), total, "two updates succeeded expecting the same revision")
+            _eq(sorted(w[1] for w in wins), list(
+                range(start.mod_revision + 1, start.mod_revision + total + 1)))
+            _eq(final.mod_revision, start.mod_revision + total)
             await _check_current(store, final.mod_revision, "only the counter was written")
 
         self.run_with_store(tmp_path, body)
@@ -834,10 +884,10 @@ class StoreConformance:
         async def body(store: Store) -> None:
             base = await store.current_revision()
             kvs = await asyncio.gather(*(store.create(f"/cw/{i:03d}", b"v") for i in range(300)))
-            assert sorted(kv.mod_revision for kv in kvs) == list(range(base + 1, base + 301))
+            _eq(sorted(kv.mod_revision for kv in kvs), list(range(base + 1, base + 301)))
             await _check_current(store, base + 300, "300 creates")
             listed = await store.list("/cw/")
-            assert listed.items == sorted(kvs, key=lambda kv: _utf8(kv.key))
+            _eq(listed.items, sorted(kvs, key=lambda kv: _utf8(kv.key)))
 
         self.run_with_store(tmp_path, body)
 
@@ -860,11 +910,11 @@ class StoreConformance:
                 for r, prefix, w in watches:
                     expected = model.events_after(r, prefix)
                     got = await w.take(len(expected))
-                    assert got == expected, f"watch({prefix!r}, after_revision={r})"
+                    _eq(got, expected, f"watch({prefix!r}, after_revision={r})")
                 await model.create(store, "/w/live", b"live")
                 await model.update(store, "/w/a", b"live2")
                 for r, prefix, w in watches:
-                    assert await w.take(2) == model.events[-2:], (
+                    _eq(await w.take(2), model.events[-2:],
                         f"watch({prefix!r}, after_revision={r}): the live events follow the "
                         f"history, once each")
             finally:
@@ -891,7 +941,7 @@ class StoreConformance:
                 await model.create(store, "/wp/a/end", b"sentinel")  # matches three
                 for prefix, w in watches.items():
                     expected = model.events_after(model.base, prefix)
-                    assert await w.take(len(expected)) == expected, f"watch({prefix!r})"
+                    _eq(await w.take(len(expected)), expected, f"watch({prefix!r})")
             finally:
                 for w in watches.values():
                     await w.close()
@@ -915,10 +965,10 @@ class StoreConformance:
                 events = await w.take(4)
             finally:
                 await w.close()
-            assert events[0] == WatchEvent(EventType.PUT, base + 1, created, None)
-            assert events[1] == WatchEvent(EventType.PUT, base + 2, updated, created)
-            assert events[2] == WatchEvent(EventType.DELETE, base + 3, None, updated)
-            assert events[3] == WatchEvent(EventType.PUT, base + 4, again, None)
+            _eq(events[0], WatchEvent(EventType.PUT, base + 1, created, None))
+            _eq(events[1], WatchEvent(EventType.PUT, base + 2, updated, created))
+            _eq(events[2], WatchEvent(EventType.DELETE, base + 3, None, updated))
+            _eq(events[3], WatchEvent(EventType.PUT, base + 4, again, None))
 
         self.run_with_store(tmp_path, body)
 
@@ -933,9 +983,9 @@ class StoreConformance:
             w = self.watch(store, "/wc/", model.revision)
             try:
                 await model.create(store, "/wc/new", b"new")
-                assert await w.next() == model.events[-1]
+                _eq(await w.next(), model.events[-1])
                 await model.delete(store, "/wc/old")
-                assert await w.next() == model.events[-1]
+                _eq(await w.next(), model.events[-1])
             finally:
                 await w.close()
 
@@ -1006,26 +1056,25 @@ class StoreConformance:
             await store.create("/wn/3/sentinel", b"end")
             streams = await asyncio.gather(*collectors)
             full = streams[0]
-            assert [e.revision for e in full] == list(range(base + 1, base + total + 1)), (
+            _eq([e.revision for e in full], list(range(base + 1, base + total + 1)),
                 "every revision exactly once, in order")
-            assert sorted((e.kv for e in full if e.type is EventType.PUT),
-                          key=lambda kv: kv.mod_revision) == sorted(
-                puts, key=lambda kv: kv.mod_revision), "PUT events are the acknowledged writes"
-            assert sorted((e.prev_kv for e in full if e.type is EventType.DELETE),
-                          key=lambda kv: kv.mod_revision) == sorted(
-                deletes, key=lambda kv: kv.mod_revision), "DELETE events carry the deleted state"
+            by_revision = lambda kv: kv.mod_revision  # noqa: E731
+            _eq(sorted((e.kv for e in full if e.type is EventType.PUT), key=by_revision),
+                sorted(puts, key=by_revision), "PUT events are the acknowledged writes")
+            _eq(sorted((e.prev_kv for e in full if e.type is EventType.DELETE), key=by_revision),
+                sorted(deletes, key=by_revision), "DELETE events carry the deleted states")
             state: dict[str, KeyValue] = {}
             for e in full:
                 key = (e.kv or e.prev_kv).key
-                assert e.prev_kv == state.get(key), f"prev_kv of {e!r}"
+                _eq(e.prev_kv, state.get(key), f"prev_kv of {e!r}")
                 if e.type is EventType.PUT:
                     state[key] = e.kv
                 else:
                     del state[key]
-            assert streams[1] == full, "a watch of everything sees the same stream"
-            assert streams[2] == full, "a watch started mid-way from the start sees the same"
-            assert streams[3] == [e for e in full if (e.kv or e.prev_kv).key.startswith(
-                "/wn/3/")], "a prefix watch sees exactly the matching events"
+            _eq(streams[1], full, "a watch of everything sees the same stream")
+            _eq(streams[2], full, "a watch started mid-way from the start sees the same")
+            _eq(streams[3], [e for e in full if (e.kv or e.prev_kv).key.startswith(
+                "/wn/3/")], "a prefix watch sees exactly the matching events")
 
         self.run_with_store(tmp_path, body)
 
@@ -1042,7 +1091,7 @@ class StoreConformance:
                 for i, w in enumerate(watches):
                     if i % 5 == 0:
                         await asyncio.sleep(0)
-                    assert await w.take(30) == model.events
+                    _eq(await w.take(30), model.events)
             finally:
                 for w in watches:
                     await w.close()
@@ -1065,7 +1114,7 @@ class StoreConformance:
             del abandoned
             await model.create(store, "/wx/last", b"v")
             try:
-                assert await keep.take(4) == model.events
+                _eq(await keep.take(4), model.events)
             finally:
                 await keep.close()
 
@@ -1092,13 +1141,13 @@ class StoreConformance:
                     pass  # progress catches up with writes made outside the prefix
                 await model.create(store, "/pr/b", b"2")
                 event = await w.next()
-                assert event == model.events[-1]
+                _eq(event, model.events[-1])
                 assert all(p.revision < event.revision for p in w.progress[-1:]), (
                     "a PROGRESS revision promises every write up to it was delivered")
                 event = await w.next(progress=True)
                 assert event.type is EventType.PROGRESS and event.revision >= model.revision
                 revisions = [p.revision for p in w.progress]
-                assert revisions == sorted(revisions)
+                _eq(revisions, sorted(revisions))
             finally:
                 await w.close()
 
@@ -1157,29 +1206,29 @@ class StoreConformance:
             r = model.base + 8
             await store.compact(r)
             await _check_current(store, model.revision, "compaction is not a write")
-            assert await store.compacted_revision() == r
+            _eq(await store.compacted_revision(), r)
             keys = sorted({k for snap in model.snapshots.values() for k in snap})
             for below in range(max(1, model.base), r):
-                with pytest.raises(Compacted) as info:
+                with _raises(Compacted) as info:
                     await store.get(keys[0], revision=below)
                 assert info.value.requested == below and info.value.compact_revision == r
-                with pytest.raises(Compacted) as info:
+                with _raises(Compacted) as info:
                     await store.list("/cp/", revision=below)
-                assert info.value.compact_revision == r
+                _eq(info.value.compact_revision, r)
             for at in range(r, model.revision + 1):
-                assert (await store.list("/cp/", revision=at)).items == model.listing(at, "/cp/")
+                _eq((await store.list("/cp/", revision=at)).items, model.listing(at, "/cp/"))
                 for key in keys:
-                    assert await store.get(key, revision=at) == model.snapshots[at].get(key)
+                    _eq(await store.get(key, revision=at), model.snapshots[at].get(key))
             current = await store.list("/cp/")
-            assert current.items == model.listing(model.revision, "/cp/")
+            _eq(current.items, model.listing(model.revision, "/cp/"))
             for key in keys:
-                assert await store.get(key) == model.state.get(key)
+                _eq(await store.get(key), model.state.get(key))
             # The store keeps working: new writes, reads, and a second compaction.
             await model.update(store, "/cp/a", b"after")
             await store.compact(model.revision)
-            assert await store.compacted_revision() == model.revision
-            assert await store.get("/cp/a") == model.state["/cp/a"]
-            assert (await store.list("/cp/")).items == model.listing(model.revision, "/cp/")
+            _eq(await store.compacted_revision(), model.revision)
+            _eq(await store.get("/cp/a"), model.state["/cp/a"])
+            _eq((await store.list("/cp/")).items, model.listing(model.revision, "/cp/"))
 
         self.run_with_store(tmp_path, body)
 
@@ -1195,8 +1244,8 @@ class StoreConformance:
             await store.compact(r)
             for lower in (r, r - 1, 1, 0):
                 await store.compact(lower)
-                assert await store.compacted_revision() == r
-            assert await store.get("/cn/3", revision=r) == model.snapshots[r]["/cn/3"]
+                _eq(await store.compacted_revision(), r)
+            _eq(await store.get("/cn/3", revision=r), model.snapshots[r]["/cn/3"])
             await _check_current(store, model.revision, "compaction is not a write")
 
         self.run_with_store(tmp_path, body)
@@ -1211,15 +1260,15 @@ class StoreConformance:
             await model.create(store, "/ca/a", b"v")
             await model.create(store, "/ca/b", b"v")
             before = await store.compacted_revision()
-            with pytest.raises(StoreError):
+            with _raises(StoreError):
                 await store.compact(model.revision + 1)
-            assert await store.compacted_revision() == before
-            assert await store.get("/ca/a", revision=model.revision - 1) == model.snapshots[
-                model.revision - 1]["/ca/a"]
+            _eq(await store.compacted_revision(), before)
+            _eq(await store.get("/ca/a", revision=model.revision - 1), model.snapshots[
+                model.revision - 1]["/ca/a"])
             await store.compact(model.revision)
-            assert await store.compacted_revision() == model.revision
+            _eq(await store.compacted_revision(), model.revision)
             result = await store.list("/ca/", revision=model.revision)
-            assert result.items == model.listing(model.revision, "/ca/")
+            _eq(result.items, model.listing(model.revision, "/ca/"))
 
         self.run_with_store(tmp_path, body)
 
@@ -1236,19 +1285,19 @@ class StoreConformance:
             for after in sorted({model.base, r - 1}):
                 w = self.watch(store, "/wcp/", after)
                 try:
-                    with pytest.raises(Compacted) as info:
+                    with _raises(Compacted) as info:
                         await w.next()
-                    assert info.value.compact_revision == r
-                    assert info.value.requested == after
+                    _eq(info.value.compact_revision, r)
+                    _eq(info.value.requested, after)
                 finally:
                     await w.close()
             for after in (r, r + 1, model.revision):
                 w = self.watch(store, "/wcp/", after)
                 try:
                     expected = model.events_after(after, "/wcp/")
-                    assert await w.take(len(expected)) == expected
+                    _eq(await w.take(len(expected)), expected)
                     await model.create(store, f"/wcp/live{after}", b"v")
-                    assert await w.next() == model.events[-1]
+                    _eq(await w.next(), model.events[-1])
                 finally:
                     await w.close()
 
@@ -1268,18 +1317,18 @@ class StoreConformance:
             w = self.watch(store, "/big/", base)
             try:
                 kv1 = await store.create("/big/a", big1)
-                assert kv1.value == big1
-                assert (await store.get("/big/a")).value == big1
+                _eq(kv1.value, big1)
+                _eq((await store.get("/big/a")).value, big1)
                 kv2 = await store.update("/big/a", big2, expected_revision=kv1.mod_revision)
-                assert (await store.get("/big/a", revision=kv1.mod_revision)).value == big1
+                _eq((await store.get("/big/a", revision=kv1.mod_revision)).value, big1)
                 await store.create("/big/b", big1)
                 listed = await store.list("/big/")
-                assert [kv.value for kv in listed.items] == [big2, big1]
-                assert (await store.delete("/big/a")).value == big2
+                _eq([kv.value for kv in listed.items], [big2, big1])
+                _eq((await store.delete("/big/a")).value, big2)
                 events = await w.take(4)
-                assert events[0].kv.value == big1
+                _eq(events[0].kv.value, big1)
                 assert events[1].kv.value == big2 and events[1].prev_kv.value == big1
-                assert events[2].kv.value == big1
+                _eq(events[2].kv.value, big1)
                 assert events[3].type is EventType.DELETE and events[3].prev_kv == kv2
             finally:
                 await w.close()
@@ -1295,13 +1344,13 @@ class StoreConformance:
                       "/bin/empty": b"", "/bin/utf": "\u00e9\u4e2d".encode()}
             for key, value in values.items():
                 kv = await store.create(key, value)
-                assert kv.value == value
+                _eq(kv.value, value)
                 got = await store.get(key)
                 assert got is not None and got.value == value and isinstance(got.value, bytes)
             listed = await store.list("/bin/")
-            assert {kv.key: kv.value for kv in listed.items} == values
+            _eq({kv.key: kv.value for kv in listed.items}, values)
             kv = await store.update("/bin/all", b"", expected_revision=0)
-            assert (await store.get("/bin/all")).value == b""
+            _eq((await store.get("/bin/all")).value, b"")
             assert (await store.get("/bin/all", revision=kv.mod_revision - 1)) is not None
 
         self.run_with_store(tmp_path, body)
@@ -1316,11 +1365,11 @@ class StoreConformance:
             for key in keys:
                 await store.create(key, key.encode())
             listed = await store.list("/u/")
-            assert [kv.key for kv in listed.items] == sorted(keys, key=_utf8)
-            assert [kv.key for kv in (await store.list("/u/\u00e9")).items] == sorted(
-                [k for k in keys if k.startswith("/u/\u00e9")], key=_utf8)
+            _eq([kv.key for kv in listed.items], sorted(keys, key=_utf8))
+            _eq([kv.key for kv in (await store.list("/u/\u00e9")).items], sorted(
+                [k for k in keys if k.startswith("/u/\u00e9")], key=_utf8))
             for key in keys:
-                assert (await store.get(key)).value == key.encode()
+                _eq((await store.get(key)).value, key.encode())
 
         self.run_with_store(tmp_path, body)
 
@@ -1340,9 +1389,9 @@ class StoreConformance:
             await _check_current(store, base + n, "100,000 creates")
             whole = await store.list("/many/")
             assert len(whole.items) == n and whole.more is False
-            assert [kv.key for kv in whole.items] == keys
-            assert sorted(kv.mod_revision for kv in whole.items) == list(
-                range(base + 1, base + n + 1))
+            _eq([kv.key for kv in whole.items], keys)
+            _eq(sorted(kv.mod_revision for kv in whole.items), list(
+                range(base + 1, base + n + 1)))
             assert whole.count in (None, n)
             seen, page = [], await store.list("/many/", limit=5_000)
             seen += page.items
@@ -1350,8 +1399,8 @@ class StoreConformance:
                 page = await store.list("/many/", limit=5_000, start_after=page.items[-1].key,
                                         revision=whole.revision)
                 seen += page.items
-            assert seen == whole.items
-            assert len((await store.list("")).items) == n
+            _eq(seen, whole.items)
+            _eq(len((await store.list("")).items), n)
 
         self.run_with_store(tmp_path, body)
 
@@ -1374,11 +1423,11 @@ class StoreConformance:
             try:
                 await _check_current(store, model.revision, "a restart keeps the revision")
                 listed = await store.list("")
-                assert listed.items == [model.state[k] for k in sorted(model.state, key=_utf8)]
+                _eq(listed.items, [model.state[k] for k in sorted(model.state, key=_utf8)])
                 for key, kv in model.state.items():
-                    assert await store.get(key) == kv
+                    _eq(await store.get(key), kv)
                 new = await store.create("/d/after", b"x")
-                assert new.mod_revision == model.revision + 1, "revisions continue"
+                _eq(new.mod_revision, model.revision + 1, "revisions continue")
             finally:
                 await store.close()
 
@@ -1402,7 +1451,7 @@ class StoreConformance:
             try:
                 await _check_current(store, model.revision, "deletes count after a restart")
                 kv = await store.create("/nr/c", b"1")
-                assert kv.mod_revision == model.revision + 1, "a revision was reused"
+                _eq(kv.mod_revision, model.revision + 1, "a revision was reused")
                 assert await store.get("/nr/a") is None and await store.get("/nr/b") is None
             finally:
                 await store.close()
@@ -1435,14 +1484,14 @@ class StoreConformance:
                     await _check_current(store, model.revision, f"after restart {round_ + 1}")
                 compacted = await store.compacted_revision()
                 assert compacted >= compact_to, "a compaction survives a restart"
-                with pytest.raises(Compacted):
+                with _raises(Compacted):
                     await store.get("/rr/1", revision=compact_to - 1)
                 for r in range(max(compacted, 1), model.revision + 1):
-                    assert (await store.list("/rr/", revision=r)).items == model.listing(
-                        r, "/rr/"), f"list at revision {r} after restarts"
-                assert (await store.list("/rr/")).items == model.listing(model.revision, "/rr/")
+                    _eq((await store.list("/rr/", revision=r)).items, model.listing(
+                        r, "/rr/"), f"list at revision {r} after restarts")
+                _eq((await store.list("/rr/")).items, model.listing(model.revision, "/rr/"))
                 kv = await store.create("/rr/new", b"x")
-                assert kv.mod_revision == model.revision + 1, "revisions continue"
+                _eq(kv.mod_revision, model.revision + 1, "revisions continue")
             finally:
                 await opened[-1].close()
 
@@ -1463,13 +1512,13 @@ class StoreConformance:
                 w = self.watch(store, "/wr/", after)
                 try:
                     if after < await store.compacted_revision():
-                        with pytest.raises(Compacted):
+                        with _raises(Compacted):
                             await w.next()
                         return
                     expected = model.events_after(after, "/wr/")
-                    assert await w.take(len(expected)) == expected
+                    _eq(await w.take(len(expected)), expected)
                     await model.create(store, "/wr/live", b"v")
-                    assert await w.next() == model.events[-1]
+                    _eq(await w.next(), model.events[-1])
                 finally:
                     await w.close()
             finally:
