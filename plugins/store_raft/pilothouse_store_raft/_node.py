@@ -1,0 +1,323 @@
+"""One raft member: pysyncobj on its own thread, with the durable journal and snapshots.
+
+:class:`RaftMember` owns a thread (the *tick thread*) that constructs the pysyncobj node
+and runs its event loop; every pysyncobj call except :meth:`RaftMember.submit` (which only
+enqueues) happens on that thread, and so does every mutation of the :class:`KVState`.
+
+pysyncobj has no public way to pass a journal object. ``SyncObjConf.journalFile`` is only
+ever handed to ``pysyncobj.syncobj.createJournal``; we wrap that function once so that a
+:class:`DurableJournal` passed as ``journalFile`` is used as is. Any other value takes the
+original path, so other users of pysyncobj in the same process are not affected.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Callable
+
+import pysyncobj.syncobj as _syncobj
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.poller import POLL_EVENT_TYPE
+from pysyncobj.transport import TCPTransport
+
+from pilothouse_store_raft._journal import DurableJournal, fsync_dir
+from pilothouse_store_raft._state import KVState
+
+log = logging.getLogger(__name__)
+
+_original_create_journal = _syncobj.createJournal
+
+
+def _create_journal(journal_file=None):
+    if isinstance(journal_file, DurableJournal):
+        return journal_file
+    return _original_create_journal(journal_file)
+
+
+_syncobj.createJournal = _create_journal
+
+_SNAP_MAGIC = b"PHRAFTS1"
+_SNAP_HEAD = struct.Struct("<IQ")  # crc32 of the rest, length of the raft metadata
+
+REGULAR_COMMAND = 0  # pysyncobj's _COMMAND_TYPE.REGULAR
+
+
+class _DurableTransport(TCPTransport):
+    """TCP transport that makes the journal stable before a follower acknowledges."""
+
+    def send(self, node, message):
+        if message.get("type") == "next_node_idx":
+            self._syncObj._journal_sync()
+        return super().send(node, message)
+
+
+class _Node(SyncObj):
+    def __init__(self, member: RaftMember, self_address, others, conf):
+        self._member = member
+        self._wake_r = self._wake_w = None
+        super().__init__(self_address, others, conf, transportClass=_DurableTransport)
+        if not others:
+            self._enable_self_wake()
+        # Group commit on the leader: after the tick appended (and sent) its commands and
+        # before it waits for acknowledgements, one fdatasync covers all of them.
+        self.addOnTickCallback(self._journal_sync)
+
+    def _journal_sync(self):
+        journal = self._member.journal
+        journal.sync()
+        # pysyncobj advances the commit index at the start of a tick. A lone member gets
+        # no acknowledgement that would end the tick's wait, so it wakes itself while it
+        # has appended entries that are not committed yet.
+        if self._wake_w is not None and self.raftCommitIndex < journal[-1][1]:
+            os.write(self._wake_w, b"x")
+
+    def _enable_self_wake(self):
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+
+        def drain(_fd, _event):
+            try:
+                while os.read(self._wake_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+
+        self._poller.subscribe(self._wake_r, drain, POLL_EVENT_TYPE.READ)
+
+    def _doDestroy(self):
+        super()._doDestroy()
+        if self._wake_w is not None:
+            self._poller.unsubscribe(self._wake_r)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = None
+
+    @replicated
+    def apply_batch(self, batch_id, ops):
+        return self._member.on_apply(batch_id, ops)
+
+
+class MemberConfig:
+    """Everything a member needs, resolved from the driver's options."""
+
+    def __init__(self, *, data_dir: str, self_address: str, members: list[str],
+                 bind_address: str | None, election_timeout: float,
+                 heartbeat_interval: float, snapshot_entries: int,
+                 snapshot_interval: float, fsync: bool = True):
+        self.data_dir = data_dir
+        self.self_address = self_address
+        self.others = [m for m in members if m != self_address]
+        self.bind_address = bind_address
+        self.election_timeout = election_timeout
+        self.heartbeat_interval = heartbeat_interval
+        self.snapshot_entries = snapshot_entries
+        self.snapshot_interval = snapshot_interval
+        self.fsync = fsync
+
+    def syncobj_conf(self, member: RaftMember) -> SyncObjConf:
+        if self.others:
+            heartbeat = self.heartbeat_interval
+            emin, emax = self.election_timeout, 2 * self.election_timeout
+        else:  # alone: no one to wait for, elect ourselves at once on start
+            heartbeat, emin, emax = 0.005, 0.02, 0.03
+        return SyncObjConf(
+            autoTick=False,
+            appendEntriesUseBatch=False,  # send at once; the driver batches writes itself
+            appendEntriesPeriod=heartbeat,
+            raftMinTimeout=emin,
+            raftMaxTimeout=emax,
+            leaderFallbackTimeout=emax,
+            connectionTimeout=max(emax, 2.0),
+            connectionRetryTime=0.2,
+            appendEntriesBatchSizeBytes=1 << 30,  # never split one entry into chunks
+            sendBufferSize=1 << 21,
+            recvBufferSize=1 << 21,
+            commandsQueueSize=100000,
+            commandsWaitLeader=True,
+            journalFile=member.journal,
+            fullDumpFile=os.path.join(self.data_dir, "snapshot"),
+            serializer=member.write_snapshot,
+            deserializer=member.read_snapshot,
+            logCompactionMinEntries=max(2, self.snapshot_entries),
+            logCompactionMinTime=self.snapshot_interval,
+            useFork=False,
+            dynamicMembershipChange=False,
+            bindAddress=self.bind_address,
+            bindRetryTime=0.1,
+            maxBindRetries=30,
+        )
+
+
+class RaftMember:
+    """A raft member hosting one :class:`KVState`. Thread-safe: start, stop, submit,
+    status; everything else runs on the tick thread."""
+
+    def __init__(self, config: MemberConfig, on_applied: Callable[[], None]):
+        self.config = config
+        self.state = KVState()
+        self.journal: DurableJournal | None = None
+        self._on_applied = on_applied
+        self._node: _Node | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+        self.batch_func_id: int | None = None
+        self.snapshots_written = 0
+        self.fatal: BaseException | None = None  # set when the member had to stop
+
+    # -- lifecycle (any thread) ------------------------------------------------------
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Recover from disk, bind, and run the first tick (which applies everything the
+        journal says is committed). Blocks; call it off the event loop."""
+        d = self.config.data_dir
+        self.journal = DurableJournal(os.path.join(d, "raft.journal"),
+                                      os.path.join(d, "raft.meta"), fsync=self.config.fsync)
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"raft-{self.config.self_address}")
+        self._thread.start()
+        if not self._started.wait(timeout):
+            self.stop()
+            raise RuntimeError("raft member did not start in time")
+        if self._start_error is not None:
+            self._thread.join()
+            raise self._start_error
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def submit(self, blob: bytes, callback: Callable) -> None:
+        """Hand a pickled ``apply_batch`` command to raft (forwarded to the leader when
+        this member is a follower). ``callback(result, fail_reason)`` runs on the tick
+        thread once the entry is applied here, or with a failure."""
+        node = self._node
+        if node is None:
+            callback(None, FAIL_REASON.MISSING_LEADER)
+            return
+        node._applyCommand(blob, callback, REGULAR_COMMAND)
+
+    def status(self) -> dict:
+        node = self._node
+        if node is None:
+            return {"state": "stopped"}
+        leader = node._getLeader()
+        st = node.getStatus()
+        return {"self": self.config.self_address,
+                "leader": getattr(leader, "address", None),
+                "is_leader": node._isLeader(), "term": st["raft_term"],
+                "commit_index": st["commit_idx"], "last_applied": st["last_applied"],
+                "log_len": st["log_len"], "revision": self.state.rev,
+                "syncs": self.journal.syncs if self.journal else 0,
+                "snapshots_written": self.snapshots_written}
+
+    def is_leader(self) -> bool:
+        node = self._node
+        return node is not None and node._isLeader()
+
+    def force_snapshot(self) -> None:
+        node = self._node
+        if node is not None:
+            node.forceLogCompaction()
+
+    # -- tick thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        cfg = self.config
+        try:
+            node = _Node(self, cfg.self_address, cfg.others, cfg.syncobj_conf(self))
+            self.batch_func_id = node._methodToID[node._getFuncName("apply_batch")]
+            node.doTick(0.0)  # loads the snapshot, applies committed journal entries
+            if self.fatal is not None:
+                node._doDestroy()
+                raise self.fatal
+            self.journal.sync()
+            self._node = node
+        except BaseException as exc:  # reported to start()'s caller
+            self._start_error = exc
+            if self.journal is not None and self.journal._fd >= 0:
+                self.journal._destroy()
+            self._started.set()
+            return
+        self._started.set()
+        wait = min(0.01, cfg.heartbeat_interval / 5)
+        try:
+            while not self._stop.is_set() and self.fatal is None:
+                node.doTick(wait)
+        except Exception:
+            log.exception("raft member %s: tick thread failed", cfg.self_address)
+        finally:
+            self._node = None
+            try:
+                node._doDestroy()
+            except Exception:
+                log.exception("raft member %s: error while stopping", cfg.self_address)
+
+    def on_apply(self, batch_id, ops):
+        results = self.state.apply_batch(batch_id, ops)
+        self._on_applied()
+        return results
+
+    def write_snapshot(self, path: str, raft_data) -> None:
+        """pysyncobj serializer: write state + raft metadata to ``path``, fsynced. pysyncobj
+        renames it over the snapshot file; the journal fsyncs the directory before it
+        drops the entries the snapshot covers."""
+        raft_blob = pickle.dumps(raft_data, protocol=5)
+        body = struct.pack("<Q", len(raft_blob)) + raft_blob + self.state.dump()
+        data = _SNAP_MAGIC + struct.pack("<I", zlib.crc32(body)) + body
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if self.config.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.snapshots_written += 1
+
+    def read_snapshot(self, path: str):
+        """pysyncobj deserializer: load the state machine, return the raft metadata.
+
+        pysyncobj logs and ignores a failing deserializer, which would leave this member
+        applying later entries to the wrong state; a failure here stops the member."""
+        try:
+            return self._read_snapshot(path)
+        except BaseException as exc:
+            log.error("raft member %s: cannot load snapshot %s: %s",
+                      self.config.self_address, path, exc)
+            self.fatal = exc
+            raise
+
+    def _read_snapshot(self, path: str):
+        with open(path, "rb") as f:
+            data = f.read()
+            # a snapshot received from the leader was written without fsync
+            if self.config.fsync:
+                os.fsync(f.fileno())
+        fsync_dir(os.path.dirname(path))
+        if data[:len(_SNAP_MAGIC)] != _SNAP_MAGIC:
+            raise ValueError(f"{path}: not a pilothouse raft snapshot")
+        (crc,) = struct.unpack_from("<I", data, len(_SNAP_MAGIC))
+        body = memoryview(data)[len(_SNAP_MAGIC) + 4:]
+        if zlib.crc32(body) != crc:
+            raise ValueError(f"{path}: snapshot checksum mismatch")
+        (rlen,) = struct.unpack_from("<Q", body)
+        raft_data = pickle.loads(body[8:8 + rlen])
+        self.state.load(bytes(body[8 + rlen:]))
+        last, _prev, _cluster = raft_data
+        # A crash between writing this snapshot and compacting the journal leaves entries
+        # the snapshot covers at the journal's head; drop them so that pysyncobj keeps the
+        # entries after the snapshot instead of clearing the whole journal.
+        self.journal.drop_before(_prev[1], _prev[2])
+        self._on_applied()
+        return raft_data

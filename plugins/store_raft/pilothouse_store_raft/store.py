@@ -1,0 +1,541 @@
+"""The ``raft`` store driver: :class:`RaftStore` and its :class:`Options`.
+
+Request path: a coroutine turns its call into an *op*, appends it to the pending list and
+awaits a future. Pending ops are packed into *batches*; each batch is one raft log entry,
+so concurrent writers share one replication round and one fdatasync per member (group
+commit). At most ``max_inflight_batches`` batches are in flight; while they are, new ops
+accumulate, so batches grow with load. A batch is resolved when this member applies it,
+which happens only after raft committed it, i.e. after it is fsynced on a majority.
+
+Reads are linearizable by going through the log: a read adds a *barrier* op to the next
+batch and reads the local state once that batch is applied here. Every write acknowledged
+before the read began was committed before the barrier, so it has been applied.
+
+Batches carry an id; the state machine remembers the results of recent batch ids, so a
+batch whose outcome is unknown after a leader change is simply submitted again: it takes
+effect at most once and the caller gets the original result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import errno
+import fcntl
+import json
+import logging
+import os
+import pickle
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pysyncobj import FAIL_REASON
+
+from pilothouse.interfaces.store import (
+    Compacted, EventType, KeyExists, KeyNotFound, KeyValue, ListResult, RevisionConflict,
+    Store, StoreError, StoreUnavailable, WatchEvent)
+from pilothouse_store_raft import _state as S
+from pilothouse_store_raft._node import MemberConfig, RaftMember
+
+__all__ = ["Options", "RaftStore", "default_data_dir"]
+
+log = logging.getLogger(__name__)
+
+
+def default_data_dir() -> str:
+    """``$XDG_DATA_HOME/pilothouse/store``, or ``~/.local/share/pilothouse/store``."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "pilothouse", "store")
+
+
+def _check_address(addr: str, what: str) -> None:
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{what} {addr!r} must look like host:port")
+
+
+@dataclasses.dataclass
+class Options:
+    """Options of the ``raft`` store (config: ``store: {plugin: raft, options: {...}}``)."""
+
+    data_dir: str | None = dataclasses.field(default=None, metadata={"help": (
+        "Directory holding this member's journal, snapshot and raft metadata. Default: "
+        "$XDG_DATA_HOME/pilothouse/store, i.e. ~/.local/share/pilothouse/store. Each member "
+        "needs its own directory.")})
+    members: list[str] = dataclasses.field(default_factory=list, metadata={"help": (
+        "host:port raft addresses of all members, this one included, identical on every "
+        "member. Empty (default): a single member. Use 3 or 5 for high availability.")})
+    self_address: str | None = dataclasses.field(default=None, metadata={"help": (
+        "This member's raft address, one of 'members'. Required with more than one member; "
+        "a single member defaults to 127.0.0.1 on a free port.")})
+    bind_address: str | None = dataclasses.field(default=None, metadata={"help": (
+        "host:port to listen on when it differs from self_address (NAT, 0.0.0.0).")})
+    election_timeout: float = dataclasses.field(default=0.5, metadata={"help": (
+        "Seconds without a heartbeat before a follower starts an election (randomized "
+        "between this and twice this). Bounds how fast a new leader takes over.")})
+    heartbeat_interval: float = dataclasses.field(default=0.05, metadata={"help": (
+        "Seconds between leader heartbeats; must be under a third of election_timeout.")})
+    request_timeout: float = dataclasses.field(default=10.0, metadata={"help": (
+        "Seconds a request waits for a quorum before it fails with StoreUnavailable "
+        "(a write's outcome is then unknown).")})
+    snapshot_entries: int = dataclasses.field(default=10000, metadata={"help": (
+        "Snapshot the state and truncate the raft log once it holds this many entries.")})
+    snapshot_interval: float = dataclasses.field(default=300.0, metadata={"help": (
+        "Also snapshot when this many seconds passed since the last snapshot.")})
+    max_batch_ops: int = dataclasses.field(default=1024, metadata={"help": (
+        "Most requests packed into one raft entry.")})
+    max_batch_bytes: int = dataclasses.field(default=8 << 20, metadata={"help": (
+        "Most value bytes packed into one raft entry (a larger single value goes alone).")})
+    max_inflight_batches: int = dataclasses.field(default=2, metadata={"help": (
+        "Raft entries this member has in flight at once; further requests wait and are "
+        "batched together.")})
+    unsafe_no_fsync: bool = dataclasses.field(default=False, metadata={"help": (
+        "Skip fdatasync (an acknowledged write can then be lost on power failure). For "
+        "throwaway test clusters only.")})
+
+    def __post_init__(self):
+        for m in self.members:
+            _check_address(m, "member")
+        if len(set(self.members)) != len(self.members):
+            raise ValueError("members lists an address twice")
+        if self.self_address is not None:
+            _check_address(self.self_address, "self_address")
+        if self.bind_address is not None:
+            _check_address(self.bind_address, "bind_address")
+        if len(self.members) > 1:
+            if self.self_address is None:
+                raise ValueError("self_address is required when members lists more than "
+                                 "one member")
+            if self.self_address not in self.members:
+                raise ValueError(f"self_address {self.self_address!r} is not one of members")
+        elif len(self.members) == 1:
+            if self.self_address not in (None, self.members[0]):
+                raise ValueError(f"self_address {self.self_address!r} is not one of members")
+        if self.election_timeout <= 0 or self.heartbeat_interval <= 0:
+            raise ValueError("election_timeout and heartbeat_interval must be positive")
+        if self.heartbeat_interval * 3 >= self.election_timeout:
+            raise ValueError("heartbeat_interval must be under a third of election_timeout")
+        if self.request_timeout <= 0:
+            raise ValueError("request_timeout must be positive")
+        if self.max_batch_ops < 1 or self.max_inflight_batches < 1 or self.max_batch_bytes < 1:
+            raise ValueError("max_batch_ops, max_batch_bytes and max_inflight_batches must "
+                             "be at least 1")
+        if self.snapshot_entries < 2 or self.snapshot_interval <= 0:
+            raise ValueError("snapshot_entries must be at least 2 and snapshot_interval "
+                             "positive")
+
+
+def _kv(t) -> KeyValue:
+    return KeyValue(t[0], t[1], t[2], t[3])
+
+
+class _Batch:
+    __slots__ = ("id", "ops", "futures", "attempt", "timer", "done")
+
+    def __init__(self, ops: list, futures: list):
+        self.id = random.getrandbits(63)
+        self.ops, self.futures = tuple(ops), futures
+        self.attempt = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.done = False
+
+
+class RaftStore(Store):
+    """The embedded store: a revisioned KV with CAS and watch, replicated by raft."""
+
+    Options = Options
+
+    def __init__(self, options: Options | None = None):
+        self.options = options or Options()
+        self._member: RaftMember | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock_fd: int | None = None
+        self._pending: list[tuple[tuple, asyncio.Future, int]] = []
+        self._inflight = 0
+        self._flush_scheduled = False
+        self._changed: asyncio.Future | None = None
+        self._wake_pending = False
+        self._closed = True
+        self._opened = False
+        self._stall_timeout = 4 * self.options.election_timeout + 1.0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def data_dir(self) -> str:
+        return os.path.abspath(os.path.expanduser(self.options.data_dir or default_data_dir()))
+
+    @property
+    def member(self) -> RaftMember | None:
+        """The raft member (for tests, benchmarks and status pages)."""
+        return self._member
+
+    async def open(self) -> None:
+        if self._opened:
+            raise StoreError("store already opened")
+        self._opened = True
+        self._loop = asyncio.get_running_loop()
+        self._changed = self._loop.create_future()
+        opts = self.options
+        data_dir = self.data_dir
+        members = list(opts.members)
+        self_address = opts.self_address or (members[0] if members else "127.0.0.1:0")
+        if not members:
+            members = [self_address]
+        try:
+            os.makedirs(data_dir, exist_ok=True)
+            self._lock_fd = os.open(os.path.join(data_dir, "LOCK"), os.O_RDWR | os.O_CREAT,
+                                    0o600)
+        except OSError as exc:
+            raise StoreUnavailable(f"raft store: cannot use data_dir {data_dir!r}: "
+                                   f"{exc.strerror}; set store.options.data_dir to a "
+                                   f"writable directory") from None
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise StoreUnavailable(f"raft store: data_dir {data_dir!r} is in use by "
+                                       f"another running store") from None
+            raise StoreUnavailable(f"raft store: cannot lock {data_dir!r}: "
+                                   f"{exc.strerror}") from None
+        try:
+            self._check_cluster_file(data_dir, members, self_address)
+            cfg = MemberConfig(
+                data_dir=data_dir, self_address=self_address, members=members,
+                bind_address=opts.bind_address, election_timeout=opts.election_timeout,
+                heartbeat_interval=opts.heartbeat_interval,
+                snapshot_entries=opts.snapshot_entries,
+                snapshot_interval=opts.snapshot_interval, fsync=not opts.unsafe_no_fsync)
+            member = RaftMember(cfg, self._applied_threadsafe)
+            await self._loop.run_in_executor(None, member.start)
+        except StoreUnavailable:
+            self._release_lock()
+            raise
+        except Exception as exc:
+            self._release_lock()
+            raise StoreUnavailable(f"raft store: cannot start member {self_address} with "
+                                   f"data_dir {data_dir!r}: {type(exc).__name__}: {exc}"
+                                   ) from None
+        self._member = member
+        self._closed = False
+        if len(members) == 1:  # a lone member elects itself within ~30 ms
+            deadline = time.monotonic() + 5.0
+            while not member.is_leader() and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+
+    def _check_cluster_file(self, data_dir: str, members: list[str], self_address: str):
+        """Refuse to open a data dir written by a member of a different cluster layout."""
+        path = os.path.join(data_dir, "cluster.json")
+        want = {"members": sorted(members), "self_address": self_address}
+        try:
+            with open(path) as f:
+                have = json.load(f)
+        except FileNotFoundError:
+            from pilothouse_store_raft._journal import write_file_durably
+            write_file_durably(path, json.dumps(want, indent=1).encode())
+            return
+        except (OSError, ValueError) as exc:
+            raise StoreUnavailable(f"raft store: cannot read {path}: {exc}") from None
+        if have != want:
+            raise StoreUnavailable(
+                f"raft store: {data_dir!r} belongs to member {have.get('self_address')} of "
+                f"cluster {have.get('members')}, but the options say member {self_address} "
+                f"of {sorted(members)}; membership changes are not supported: use a new "
+                f"data_dir (and a new cluster) or restore the old options")
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = None
+
+    async def close(self) -> None:
+        if self._closed:
+            if self._lock_fd is not None and self._member is None:
+                self._release_lock()
+            return
+        self._closed = True
+        for _op, fut, _size in self._pending:
+            if not fut.done():
+                fut.set_exception(StoreUnavailable("raft store closed"))
+        self._pending.clear()
+        self._wake()
+        member, self._member = self._member, None
+        if member is not None:
+            await self._loop.run_in_executor(None, member.stop)
+        self._release_lock()
+
+    # ------------------------------------------------------------------ notifications
+
+    def _applied_threadsafe(self) -> None:
+        """Called on the tick thread after every apply: wake watchers on the loop."""
+        if self._wake_pending or self._loop is None:
+            return
+        self._wake_pending = True
+        try:
+            self._loop.call_soon_threadsafe(self._wake)
+        except RuntimeError:  # loop closed
+            pass
+
+    def _wake(self) -> None:
+        self._wake_pending = False
+        fut, self._changed = self._changed, self._loop.create_future()
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    # ------------------------------------------------------------------ batching
+
+    def _check_open(self) -> RaftMember:
+        member = self._member
+        if self._closed or member is None:
+            raise StoreUnavailable("raft store is not open")
+        if member.fatal is not None:
+            raise StoreUnavailable(f"raft store member stopped: {member.fatal}")
+        return member
+
+    async def _run(self, op: tuple, size: int = 0):
+        self._check_open()
+        fut = self._loop.create_future()
+        self._pending.append((op, fut, size))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), self.options.request_timeout)
+        except asyncio.TimeoutError:
+            raise StoreUnavailable(
+                f"raft store: no quorum within {self.options.request_timeout} s (leader "
+                f"{self._leader_name()}); the outcome of a write is unknown") from None
+
+    def _leader_name(self) -> str:
+        st = self._member.status() if self._member else {}
+        return st.get("leader") or "unknown"
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        opts = self.options
+        while self._pending and self._inflight < opts.max_inflight_batches and not self._closed:
+            ops, futs, size, n = [], [], 0, 0
+            for op, fut, sz in self._pending:
+                if n and (n >= opts.max_batch_ops or size + sz > opts.max_batch_bytes):
+                    break
+                n += 1
+                size += sz
+                if fut.done():  # caller gave up (timeout, cancellation)
+                    continue
+                ops.append(op)
+                futs.append(fut)
+            del self._pending[:n]
+            if ops:
+                self._inflight += 1
+                self._submit(_Batch(ops, futs))
+
+    def _submit(self, batch: _Batch) -> None:
+        member = self._member
+        if member is None or self._closed:
+            self._finish(batch, None)
+            return
+        batch.attempt += 1
+        attempt = batch.attempt
+        blob = pickle.dumps((member.batch_func_id, (batch.id, batch.ops)), protocol=5)
+        loop = self._loop
+
+        def done(result, error):  # tick thread
+            try:
+                loop.call_soon_threadsafe(self._on_result, batch, attempt, result, error)
+            except RuntimeError:
+                pass
+
+        batch.timer = loop.call_later(self._stall_timeout, self._on_stall, batch, attempt)
+        member.submit(blob, done)
+
+    def _on_stall(self, batch: _Batch, attempt: int) -> None:
+        # No answer at all (e.g. the entry was forwarded to a leader that died after
+        # appending it): submit again; the batch id makes that safe.
+        if batch.done or batch.attempt != attempt:
+            return
+        self._retry(batch)
+
+    def _on_result(self, batch: _Batch, attempt: int, result, error) -> None:
+        if batch.done or batch.attempt != attempt:
+            return
+        if batch.timer is not None:
+            batch.timer.cancel()
+        if error == FAIL_REASON.SUCCESS:
+            self._finish(batch, result)
+            return
+        # MISSING_LEADER, QUEUE_FULL: never appended. DISCARDED, NOT_LEADER: not applied.
+        # LEADER_CHANGED, UNKNOWN_OUTCOME: maybe applied. All are safe to resubmit.
+        delay = 0.0 if error in (FAIL_REASON.DISCARDED, FAIL_REASON.LEADER_CHANGED) else 0.02
+        batch.timer = self._loop.call_later(delay, self._retry, batch)
+
+    def _retry(self, batch: _Batch) -> None:
+        if batch.done:
+            return
+        if self._closed or all(f.done() for f in batch.futures):
+            self._finish(batch, None)
+            return
+        self._submit(batch)
+
+    def _finish(self, batch: _Batch, results) -> None:
+        batch.done = True
+        if batch.timer is not None:
+            batch.timer.cancel()
+        self._inflight -= 1
+        for i, fut in enumerate(batch.futures):
+            if fut.done():
+                continue
+            if results is None:
+                fut.set_exception(StoreUnavailable("raft store closed"))
+            else:
+                fut.set_result(results[i])
+        if self._pending and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    async def _barrier(self) -> None:
+        await self._run((S.OP_BARRIER,))
+
+    # ------------------------------------------------------------------ reads
+
+    async def current_revision(self) -> int:
+        await self._barrier()
+        return self._state().rev
+
+    def _state(self) -> S.KVState:
+        return self._check_open().state
+
+    async def _at(self, revision: int) -> S.KVState:
+        """Make the local state current for a read (at any ``revision``: a read at a past
+        revision must also see a compaction that completed before it began)."""
+        if revision < 0:
+            raise StoreError(f"revision must not be negative, got {revision}")
+        await self._barrier()
+        return self._state()
+
+    def _check_rev(self, state: S.KVState, revision: int) -> None:
+        problem = state.check_revision(revision)
+        if problem == "compacted":
+            raise Compacted(revision, state.compact_rev)
+        if problem == "future":
+            raise StoreError(f"revision {revision} is newer than the current revision "
+                             f"{state.rev}")
+
+    async def get(self, key: str, *, revision: int = 0) -> KeyValue | None:
+        state = await self._at(revision)
+        with state.lock:
+            if revision:
+                self._check_rev(state, revision)
+            kv = state.get(key, revision)
+        return _kv(kv) if kv is not None else None
+
+    async def list(self, prefix: str, *, revision: int = 0, limit: int = 0,
+                   start_after: str | None = None) -> ListResult:
+        if limit < 0:
+            raise StoreError(f"limit must not be negative, got {limit}")
+        state = await self._at(revision)
+        with state.lock:
+            if revision:
+                self._check_rev(state, revision)
+            at = revision or state.rev
+            items, more, count = state.list(prefix, revision, limit, start_after)
+        return ListResult([_kv(t) for t in items], at, more, count)
+
+    async def compacted_revision(self) -> int:
+        await self._barrier()
+        return self._state().compact_rev
+
+    # ------------------------------------------------------------------ writes
+
+    async def create(self, key: str, value: bytes) -> KeyValue:
+        value = bytes(value)
+        res = await self._run((S.OP_CREATE, key, value), len(value))
+        if res[0] == S.OK:
+            return KeyValue(key, value, res[1], res[2])
+        raise KeyExists(key, _kv(res[1]))
+
+    async def update(self, key: str, value: bytes, *, expected_revision: int) -> KeyValue:
+        value = bytes(value)
+        res = await self._run((S.OP_UPDATE, key, value, expected_revision), len(value))
+        if res[0] == S.OK:
+            return KeyValue(key, value, res[1], res[2])
+        raise self._error(key, res)
+
+    async def delete(self, key: str, *, expected_revision: int = 0) -> KeyValue:
+        res = await self._run((S.OP_DELETE, key, expected_revision))
+        if res[0] == S.OK:
+            return _kv(res[1])
+        raise self._error(key, res)
+
+    @staticmethod
+    def _error(key: str, res) -> StoreError:
+        if res[0] == S.ERR_NOT_FOUND:
+            return KeyNotFound(key)
+        if res[0] == S.ERR_CONFLICT:
+            return RevisionConflict(key, res[1], _kv(res[2]))
+        return StoreError(f"unexpected result {res!r}")
+
+    async def compact(self, revision: int) -> None:
+        res = await self._run((S.OP_COMPACT, revision))
+        if res[0] == S.ERR_BAD_COMPACT:
+            raise StoreError(f"cannot compact to revision {revision}: newer than the "
+                             f"current revision {res[1]}")
+
+    # ------------------------------------------------------------------ watch
+
+    def watch(self, prefix: str, *, after_revision: int,
+              progress_interval: float | None = None) -> AsyncIterator[WatchEvent]:
+        return self._watch(prefix, after_revision, progress_interval)
+
+    async def _watch(self, prefix: str, after_revision: int,
+                     progress_interval: float | None) -> AsyncIterator[WatchEvent]:
+        state = self._state()
+        if after_revision < 0:
+            raise StoreError(f"after_revision must not be negative, got {after_revision}")
+        if after_revision > state.rev:
+            await self._barrier()
+        with state.lock:
+            if after_revision < state.compact_rev:
+                raise Compacted(after_revision, state.compact_rev)
+            if after_revision > state.rev:
+                raise StoreError(f"after_revision {after_revision} is newer than the current "
+                                 f"revision {state.rev}")
+        loop = self._loop
+        seen = after_revision  # every matching event up to here has been delivered
+        last_yield = loop.time()
+        while not self._closed:
+            waiter = self._changed
+            member = self._member
+            if member is None:
+                return
+            state = member.state  # a snapshot install replaces the content, not the object
+            with state.lock:
+                if seen < state.compact_rev:
+                    raise Compacted(seen, state.compact_rev)
+                batch = state.events_after(seen)
+            if batch:
+                for rev, typ, kv, prev in batch:
+                    seen = rev
+                    key = kv[0] if kv is not None else prev[0]
+                    if not key.startswith(prefix):
+                        continue
+                    if typ == S.EV_PUT:
+                        ev = WatchEvent(EventType.PUT, rev, _kv(kv),
+                                        _kv(prev) if prev is not None else None)
+                    else:
+                        ev = WatchEvent(EventType.DELETE, rev, None, _kv(prev))
+                    yield ev
+                    last_yield = loop.time()
+                continue
+            timeout = None
+            if progress_interval is not None:
+                timeout = progress_interval - (loop.time() - last_yield)
+                if timeout <= 0:
+                    yield WatchEvent(EventType.PROGRESS, seen)
+                    last_yield = loop.time()
+                    continue
+            await asyncio.wait([waiter], timeout=timeout)

@@ -1,0 +1,91 @@
+"""Behaviour of the raft store with one member and with three members in one process."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from conftest import cluster_options, make_store, open_cluster, wait_leader
+from pilothouse.interfaces.store import (
+    Compacted, EventType, KeyExists, KeyNotFound, RevisionConflict, StoreError,
+    StoreUnavailable)
+
+
+def test_single_member_crud_and_restart(tmp_path, run):
+    async def main():
+        s = make_store({"data_dir": str(tmp_path)})
+        await s.open()
+        a = await s.create("/r/a", b"1")
+        assert (a.create_revision, a.mod_revision) == (1, 1)
+        with pytest.raises(KeyExists) as ei:
+            await s.create("/r/a", b"x")
+        assert ei.value.kv == a
+        b = await s.update("/r/a", b"2", expected_revision=1)
+        assert (b.create_revision, b.mod_revision, b.value) == (1, 2, b"2")
+        with pytest.raises(RevisionConflict) as ei:
+            await s.update("/r/a", b"3", expected_revision=1)
+        assert ei.value.kv == b
+        with pytest.raises(KeyNotFound):
+            await s.update("/r/zz", b"3", expected_revision=0)
+        await s.create("/r/b", b"b")
+        d = await s.delete("/r/b")
+        assert d.value == b"b"
+        assert await s.current_revision() == 4
+        assert await s.get("/r/b") is None
+        assert (await s.get("/r/b", revision=3)).value == b"b"
+        assert (await s.get("/r/a", revision=1)).value == b"1"
+        with pytest.raises(StoreError):
+            await s.get("/r/a", revision=99)
+        lst = await s.list("/r/")
+        assert [kv.key for kv in lst.items] == ["/r/a"] and lst.revision == 4
+        await s.close()
+        await s.close()  # idempotent
+        s = make_store({"data_dir": str(tmp_path)})
+        await s.open()
+        assert await s.current_revision() == 4
+        assert (await s.get("/r/a")).value == b"2"
+        assert (await s.get("/r/b", revision=3)).value == b"b"
+        await s.create("/r/c", b"c")
+        assert await s.current_revision() == 5
+        await s.close()
+    run(main())
+
+
+def test_data_dir_locked_while_open(tmp_path, run):
+    async def main():
+        s = make_store({"data_dir": str(tmp_path)})
+        await s.open()
+        other = make_store({"data_dir": str(tmp_path)})
+        with pytest.raises(StoreUnavailable, match="in use"):
+            await other.open()
+        await s.close()
+    run(main())
+
+
+def test_three_members_in_process(tmp_path, run):
+    async def main():
+        stores = await open_cluster(cluster_options(tmp_path, 3))
+        try:
+            leader = await wait_leader(stores)
+            follower = next(s for s in stores if s is not leader)
+            kv = await follower.create("/f/a", b"from-follower")  # forwarded
+            assert kv.mod_revision == 1
+            for s in stores:  # linearizable reads from every member
+                assert (await s.get("/f/a")).value == b"from-follower"
+            w = follower.watch("/f/", after_revision=0)
+            await leader.update("/f/a", b"2", expected_revision=1)
+            ev = await asyncio.wait_for(w.__anext__(), 10)
+            assert ev.type is EventType.PUT and ev.revision == 1
+            ev = await asyncio.wait_for(w.__anext__(), 10)
+            assert ev.type is EventType.PUT and ev.revision == 2 and ev.prev_kv.value == b"from-follower"
+            await w.aclose()
+            results = await asyncio.gather(*(s.update("/f/a", b"x", expected_revision=2)
+                                             for s in stores), return_exceptions=True)
+            assert sum(not isinstance(r, Exception) for r in results) == 1
+            await leader.compact(2)
+            with pytest.raises(Compacted):
+                await follower.get("/f/a", revision=1)
+        finally:
+            await asyncio.gather(*(s.close() for s in stores))
+    run(main())
