@@ -559,7 +559,8 @@ class ImageInfo:
         for image in self.images:
             if full in image.refs:
                 return image
-        raise ImageError(f"{self.path}: no image {ref!r} (holds {', '.join(self.refs) or 'unnamed images'})")
+        held = ", ".join(self.refs) or "unnamed images"
+        raise ImageError(f"{self.path}: no image {ref!r} (holds {held})")
 
     @contextlib.contextmanager
     def open_blob(self, member: str) -> Iterator[IO[bytes]]:
@@ -729,10 +730,14 @@ def _verify_layer(tar, members, layer: Layer, path: str) -> None:
         raise ImageError(f"{where} is corrupt: {compressed.size} bytes, expected {layer.size}")
     if compressed.digest != layer.digest:
         raise ImageError(f"{where} is corrupt: digest {compressed.digest}, "
-                         f"expected {layer.digest}")
+                         f"expected {layer.digest}{_diff_id_note(layer)}")
     if plain.digest != layer.diff_id:
         raise ImageError(f"{where} is corrupt: uncompressed digest {plain.digest} does not "
                          f"match the config's diff ID {layer.diff_id}")
+
+
+def _diff_id_note(layer: Layer) -> str:
+    return " (the config's diff ID)" if layer.digest == layer.diff_id else ""
 
 
 def _platform_text(config: dict) -> str:
@@ -1240,7 +1245,8 @@ class ImageStore:
         (digest, size, diff ID) while it is unpacked, and a mismatch aborts the import
         leaving the store as it was. A reference that already names another image is moved
         to the new one (like ``docker load``). Layer stacks already unpacked are not
-        unpacked again. ``progress`` counts the bytes of layer blobs read from the tar."""
+        unpacked again. ``progress`` is called with ``total`` the tar's size in bytes and
+        ``done`` advancing as layer data is unpacked, ending with ``done == total``."""
         path = os.fspath(path)
         info = read_image_tar(path, verify_layers=False)
         host = host_platform()
@@ -1256,12 +1262,13 @@ class ImageStore:
             for image in wanted:
                 if not os.path.isdir(self._path("rootfs", image.chain_id[7:])):
                     todo.setdefault(image.chain_id, image)
-            total = sum(la.size for image in todo.values() for la in image.layers)
+            total = os.path.getsize(path)
+            layer_bytes = sum(la.size for image in todo.values() for la in image.layers)
             done = [0]
 
-            def advance(n: int) -> None:
+            def advance(n: int) -> None:  # layer bytes read, scaled to the file's size
                 done[0] += n
-                _report(progress, done[0], total)
+                _report(progress, min(total, done[0] * total // max(layer_bytes, 1)), total)
 
             _report(progress, 0, total)
             for image in todo.values():
@@ -1367,7 +1374,7 @@ class ImageStore:
                 if compressed.digest != layer.digest or compressed.size != layer.size:
                     raise ImageError(f"{where} is corrupt: digest {compressed.digest} "
                                      f"({compressed.size} bytes), expected {layer.digest} "
-                                     f"({layer.size} bytes)")
+                                     f"({layer.size} bytes){_diff_id_note(layer)}")
                 if plain.digest != layer.diff_id:
                     raise ImageError(f"{where} is corrupt: uncompressed digest "
                                      f"{plain.digest} does not match the config's diff ID "
