@@ -38,7 +38,10 @@ body with :func:`asyncio.run`; pytest-asyncio is not needed.
 ``async restart(self, store, tmp_path) -> Store``
     Restart the store and return the new, open instance. The default closes ``store``,
     builds a new instance with :meth:`make_store` and opens it. Override it when the data
-    lives elsewhere (e.g. restart an etcd server, or kill and restart a driver process).
+    lives elsewhere (e.g. restart an etcd server). The contract promises more than a clean
+    close: acknowledged writes survive ``kill -9``. A driver that can run in a child process
+    should override ``restart`` to kill it with SIGKILL and start it again, which makes every
+    durability test a crash test.
 
 Fixtures: a subclass may define its own autouse fixtures (e.g. one that starts a server and
 stores its address on ``self`` for ``store_options`` to use); pytest runs them on the same
@@ -263,7 +266,7 @@ def _utf8(key: str) -> bytes:
 
 async def _check_current(store: Store, expected: int, why: str) -> None:
     got = await store.current_revision()
-    _eq(got, expected, f"current_revision() is {got}, expected {expected}: {why}")
+    _eq(got, expected, f"current_revision() ({why})")
 
 
 class StoreConformance:
@@ -365,10 +368,11 @@ class StoreConformance:
             await _check_current(store, 0, "a fresh store is at revision 0")
             _eq(await store.compacted_revision(), 0)
             result = await store.list("")
-            assert isinstance(result, ListResult)
-            assert result.items == [] and result.revision == 0 and result.more is False
-            assert result.count in (None, 0)
-            assert await store.get("/nothing") is None
+            assert isinstance(result, ListResult), f"list() returned {result!r}, not a ListResult"
+            _eq((result.items, result.revision, result.more), ([], 0, False),
+                "list('') of a fresh store: (items, revision, more)")
+            assert result.count in (None, 0), f"count of an empty list is {result.count!r}"
+            _eq(await store.get("/nothing"), None, "get of an absent key")
             kv = await store.create("/first", b"1")
             _eq(kv, KeyValue("/first", b"1", 1, 1), "the first write gets revision 1")
             await _check_current(store, 1, "one write")
@@ -471,8 +475,8 @@ class StoreConformance:
             for expected in (0, kv.mod_revision):
                 with _raises(KeyNotFound):
                     await store.update("/k/gone", b"v", expected_revision=expected)
-            assert await store.get("/k/missing") is None
-            assert await store.get("/k/gone") is None
+            _eq(await store.get("/k/missing"), None, "a failed update creates nothing")
+            _eq(await store.get("/k/gone"), None, "a failed update re-creates nothing")
             await _check_current(store, model.revision, "failed updates are not writes")
 
         self.run_with_store(tmp_path, body)
@@ -490,8 +494,8 @@ class StoreConformance:
             last = await model.delete(store, "/k/a")
             _eq(last, kv)
             await _check_current(store, before + 1, "a delete is a write")
-            assert await store.get("/k/a") is None
-            _eq((await store.list("/k/")).items, [])
+            _eq(await store.get("/k/a"), None, "get after delete")
+            _eq((await store.list("/k/")).items, [], "list after delete")
             with _raises(KeyNotFound) as info:
                 await store.delete("/k/a")
             _eq(info.value.key, "/k/a")
@@ -512,12 +516,13 @@ class StoreConformance:
             second = await model.update(store, "/k/a", b"v2")
             with _raises(RevisionConflict) as info:
                 await store.delete("/k/a", expected_revision=first.mod_revision)
-            assert info.value.key == "/k/a" and info.value.expected == first.mod_revision
+            _eq((info.value.key, info.value.expected), ("/k/a", first.mod_revision),
+                "RevisionConflict (key, expected)")
             _eq(info.value.kv, second)
             _eq(await store.get("/k/a"), second)
             await _check_current(store, model.revision, "a failed delete is not a write")
             await model.delete(store, "/k/a", expected_revision=second.mod_revision)
-            assert await store.get("/k/a") is None
+            _eq(await store.get("/k/a"), None, "get after a CAS delete")
             await model.create(store, "/k/b", b"x")
             await model.update(store, "/k/b", b"y")
             await model.delete(store, "/k/b", expected_revision=0)
@@ -629,10 +634,10 @@ class StoreConformance:
             for future in (model.revision + 1, model.revision + 1000):
                 with _raises(StoreError) as info:
                     await store.get("/f/a", revision=future)
-                assert not isinstance(info.value, Compacted)
+                assert not isinstance(info.value, Compacted), "a future revision is not compacted"
                 with _raises(StoreError) as info:
                     await store.list("/f/", revision=future)
-                assert not isinstance(info.value, Compacted)
+                assert not isinstance(info.value, Compacted), "a future revision is not compacted"
 
         self.run_with_store(tmp_path, body)
 
@@ -656,7 +661,7 @@ class StoreConformance:
                 _eq([_utf8(kv.key) for kv in result.items], sorted(
                     _utf8(kv.key) for kv in result.items))
                 _eq(result.revision, model.revision, "a current list reports the current revision")
-                assert result.more is False
+                _eq(result.more, False, "more without a limit")
                 assert result.count in (None, len(expected)), f"list({prefix!r}).count"
 
         self.run_with_store(tmp_path, body)
@@ -675,7 +680,7 @@ class StoreConformance:
                     expected = model.listing(r, prefix)
                     _eq(result.items, expected, f"list({prefix!r}, revision={r})")
                     _eq(result.revision, r)
-                    assert result.more is False
+                    _eq(result.more, False, "more without a limit")
 
         self.run_with_store(tmp_path, body)
 
@@ -694,7 +699,8 @@ class StoreConformance:
             all_items = model.listing(model.revision, "/lim/")
 
             page = await store.list("/lim/", limit=5)
-            assert page.items == all_items[:5] and page.more is True
+            _eq((page.items, page.more), (all_items[:5], True),
+                "list(limit=5) of 10: (items, more)")
             assert page.count in (None, 10), "count is the total under the prefix, not the page"
             page2 = await store.list("/lim/", limit=5, start_after=page.items[-1].key,
                                      revision=page.revision)
@@ -703,14 +709,15 @@ class StoreConformance:
             _eq(page2.revision, page.revision)
 
             whole = await store.list("/lim/", limit=10)
-            assert whole.items == all_items and whole.more is False
+            _eq((whole.items, whole.more), (all_items, False),
+                "list(limit=10) of 10: (items, more)")
             _eq((await store.list("/lim/", limit=0)).items, all_items)
             _eq((await store.list("/lim/", limit=100)).items, all_items)
 
             after = await store.list("/lim/", start_after="/lim/045")  # absent key
             _eq(after.items, all_items[5:])
             after = await store.list("/lim/", start_after="/lim/09")
-            assert after.items == [] and after.more is False
+            _eq((after.items, after.more), ([], False), "start_after the last key: (items, more)")
             after = await store.list("/lim/", start_after="/a")  # before the prefix
             _eq(after.items, all_items)
 
@@ -719,7 +726,7 @@ class StoreConformance:
                 while True:
                     page = await store.list("/lim/", limit=size, start_after=start,
                                             revision=revision)
-                    assert len(page.items) <= size
+                    assert len(page.items) <= size, f"{len(page.items)} items with limit={size}"
                     got += page.items
                     revision = page.revision
                     if not page.more:
@@ -832,8 +839,9 @@ class StoreConformance:
                   for _ in range(20)), return_exceptions=True)
             deleted = [r for r in results if isinstance(r, KeyValue)]
             _eq(deleted, [winners[0]], f"{len(deleted)} deletes succeeded")
-            assert all(isinstance(r, (KeyNotFound, RevisionConflict)) for r in results
-                       if not isinstance(r, KeyValue))
+            for r in results:
+                assert isinstance(r, (KeyValue, KeyNotFound, RevisionConflict)), (
+                    f"a losing CAS delete raised {r!r}, not KeyNotFound or RevisionConflict")
 
         self.run_with_store(tmp_path, body)
 
@@ -857,11 +865,13 @@ class StoreConformance:
                         result = await store.update("/cas/counter", new,
                                                     expected_revision=kv.mod_revision)
                     except RevisionConflict as exc:
-                        assert exc.kv.mod_revision != kv.mod_revision
+                        assert exc.kv.mod_revision != kv.mod_revision, (
+                            f"RevisionConflict with the expected revision: {exc.kv!r}")
                         kv = exc.kv
                         continue
                     wins.append((kv.mod_revision, result.mod_revision))
-                    assert result.value == new and result.create_revision == start.mod_revision
+                    _eq((result.value, result.create_revision), (new, start.mod_revision),
+                        "update result (value, create_revision)")
                     kv, done = result, done + 1
 
             await asyncio.gather(*(incrementer() for _ in range(tasks)))
@@ -1078,9 +1088,49 @@ class StoreConformance:
 
         self.run_with_store(tmp_path, body)
 
+    def test_watch_events_are_committed(self, tmp_path):
+        """"Events are only delivered once committed (they would be returned by a
+        linearizable read)": as each event arrives, under concurrent writers,
+        ``current_revision()`` is at least its revision and ``get(key, revision=...)`` at its
+        revision returns its ``kv`` (None for a DELETE)."""
+
+        async def body(store: Store) -> None:
+            base = await store.current_revision()
+            total = 120
+            w = self.watch(store, "/ec/", base)
+
+            async def writer(t: int) -> None:
+                for i in range(total // 4):
+                    key = f"/ec/{t}/{i % 3}"
+                    kv = await store.get(key)
+                    if kv is None:
+                        await store.create(key, b"%d" % i)
+                    elif i % 4 == 0:
+                        await store.delete(key, expected_revision=kv.mod_revision)
+                    else:
+                        await store.update(key, b"%d" % i, expected_revision=kv.mod_revision)
+
+            async def checker() -> None:
+                for _ in range(total):
+                    event = await w.next()
+                    current = await store.current_revision()
+                    assert current >= event.revision, (
+                        f"event at revision {event.revision} delivered while "
+                        f"current_revision() is {current}")
+                    key = (event.kv or event.prev_kv).key
+                    _eq(await store.get(key, revision=event.revision), event.kv,
+                        f"get({key!r}, revision={event.revision}) against its watch event")
+
+            try:
+                await asyncio.gather(checker(), *(writer(t) for t in range(4)))
+            finally:
+                await w.close()
+
+        self.run_with_store(tmp_path, body)
+
     def test_many_watchers_of_one_prefix(self, tmp_path):
-        """Watches are independent: fifty watchers of one prefix, some reading slowly, each
-        receive the full stream."""
+        """Watches are independent: fifty watchers of one prefix, opened before the writes and
+        read one after another (so most lag far behind), each receive the full stream."""
 
         async def body(store: Store) -> None:
             model = _Model(await store.current_revision())
@@ -1133,8 +1183,11 @@ class StoreConformance:
             w = self.watch(store, "/pr/", model.revision, progress_interval=0.05)
             try:
                 event = await w.next(progress=True)
-                assert event.type is EventType.PROGRESS
-                assert model.revision <= event.revision <= await store.current_revision()
+                _eq(event.type, EventType.PROGRESS, "nothing was written: only progress")
+                current = await store.current_revision()
+                assert model.revision <= event.revision <= current, (
+                    f"PROGRESS revision {event.revision} outside [after_revision "
+                    f"{model.revision}, current revision {current}]")
                 await model.create(store, "/other/x", b"not watched")
                 outside = model.revision
                 while (await w.next(progress=True)).revision < outside:
@@ -1145,7 +1198,9 @@ class StoreConformance:
                 assert all(p.revision < event.revision for p in w.progress[-1:]), (
                     "a PROGRESS revision promises every write up to it was delivered")
                 event = await w.next(progress=True)
-                assert event.type is EventType.PROGRESS and event.revision >= model.revision
+                _eq(event.type, EventType.PROGRESS, "nothing more was written under the prefix")
+                assert event.revision >= model.revision, (
+                    f"PROGRESS at {event.revision} after an event at {model.revision}")
                 revisions = [p.revision for p in w.progress]
                 _eq(revisions, sorted(revisions))
             finally:
@@ -1211,7 +1266,8 @@ class StoreConformance:
             for below in range(max(1, model.base), r):
                 with _raises(Compacted) as info:
                     await store.get(keys[0], revision=below)
-                assert info.value.requested == below and info.value.compact_revision == r
+                _eq((info.value.requested, info.value.compact_revision), (below, r),
+                    "Compacted (requested, compact_revision)")
                 with _raises(Compacted) as info:
                     await store.list("/cp/", revision=below)
                 _eq(info.value.compact_revision, r)
@@ -1327,9 +1383,10 @@ class StoreConformance:
                 _eq((await store.delete("/big/a")).value, big2)
                 events = await w.take(4)
                 _eq(events[0].kv.value, big1)
-                assert events[1].kv.value == big2 and events[1].prev_kv.value == big1
+                _eq((events[1].kv.value, events[1].prev_kv.value), (big2, big1),
+                    "update event values")
                 _eq(events[2].kv.value, big1)
-                assert events[3].type is EventType.DELETE and events[3].prev_kv == kv2
+                _eq((events[3].type, events[3].prev_kv), (EventType.DELETE, kv2), "delete event")
             finally:
                 await w.close()
 
@@ -1346,12 +1403,15 @@ class StoreConformance:
                 kv = await store.create(key, value)
                 _eq(kv.value, value)
                 got = await store.get(key)
-                assert got is not None and got.value == value and isinstance(got.value, bytes)
+                assert got is not None and isinstance(got.value, bytes), (
+                    f"get({key!r}) returned {got!r}")
+                _eq(got.value, value, f"get({key!r}).value")
             listed = await store.list("/bin/")
             _eq({kv.key: kv.value for kv in listed.items}, values)
             kv = await store.update("/bin/all", b"", expected_revision=0)
             _eq((await store.get("/bin/all")).value, b"")
-            assert (await store.get("/bin/all", revision=kv.mod_revision - 1)) is not None
+            _eq((await store.get("/bin/all", revision=kv.mod_revision - 1)).value,
+                bytes(range(256)) * 4, "the value before the update, read at its revision")
 
         self.run_with_store(tmp_path, body)
 
@@ -1388,11 +1448,12 @@ class StoreConformance:
                 await asyncio.gather(*(store.create(k, b"v") for k in keys[start:start + batch]))
             await _check_current(store, base + n, "100,000 creates")
             whole = await store.list("/many/")
-            assert len(whole.items) == n and whole.more is False
+            _eq((len(whole.items), whole.more), (n, False),
+                "list without limit: (len(items), more)")
             _eq([kv.key for kv in whole.items], keys)
             _eq(sorted(kv.mod_revision for kv in whole.items), list(
                 range(base + 1, base + n + 1)))
-            assert whole.count in (None, n)
+            assert whole.count in (None, n), f"count is {whole.count!r}"
             seen, page = [], await store.list("/many/", limit=5_000)
             seen += page.items
             while page.more:
@@ -1452,7 +1513,8 @@ class StoreConformance:
                 await _check_current(store, model.revision, "deletes count after a restart")
                 kv = await store.create("/nr/c", b"1")
                 _eq(kv.mod_revision, model.revision + 1, "a revision was reused")
-                assert await store.get("/nr/a") is None and await store.get("/nr/b") is None
+                _eq((await store.get("/nr/a"), await store.get("/nr/b")), (None, None),
+                    "deleted keys stay deleted")
             finally:
                 await store.close()
 
