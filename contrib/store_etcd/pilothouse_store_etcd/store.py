@@ -408,7 +408,7 @@ class EtcdStore(Store):
                 if (_retryable(exc, idempotent)
                         and loop.time() + delay < deadline):
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 0.25)
+                    delay = min(delay * 2, 0.1)
                     continue
                 raise self._error(exc) from None
             except asyncio.CancelledError:
@@ -421,7 +421,7 @@ class EtcdStore(Store):
         details = _details(exc)
         if exc.code() in _UNKNOWN_OUTCOME or any(s in details for s in _SAFE_RETRY):
             return StoreUnavailable(f"etcd: {details}")
-        if "request is too large" in details:
+        if "request is too large" in details or "larger than max" in details:
             return StoreError(f"etcd: {details} (raise etcd's --max-request-bytes)")
         return StoreError(f"etcd: {exc.code().name}: {details}")
 
@@ -466,7 +466,7 @@ class EtcdStore(Store):
                     raise StoreUnavailable("the etcd store is closed") from None
                 if _retryable(exc, True) and loop.time() + delay < deadline:
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 0.25)
+                    delay = min(delay * 2, 0.1)
                     continue
                 raise
 

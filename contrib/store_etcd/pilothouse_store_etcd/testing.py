@@ -14,7 +14,8 @@ temporary directory is removed::
 
 Members serve watch progress notifications every ``progress_notify_interval`` (etcd's own
 default is 10 minutes) and accept requests up to ``max_request_bytes`` (etcd's default,
-1.5 MiB, is too small for a 1.5 MiB value plus its key).
+1.5 MiB, is too small for a 1.5 MiB value plus its key). ``preexec_fn`` is passed to
+:class:`subprocess.Popen` (e.g. to have members killed when the parent dies).
 """
 
 from __future__ import annotations
@@ -91,10 +92,12 @@ class EtcdCluster:
     def __init__(self, size: int = 1, *, data_dir: str | None = None,
                  progress_notify_interval: str = "200ms",
                  max_request_bytes: int = 4 * 1024 * 1024,
-                 extra_args: tuple[str, ...] = ()) -> None:
+                 extra_args: tuple[str, ...] = (), preexec_fn=None) -> None:
         self.size = size
+        self._preexec_fn = preexec_fn
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="pilothouse-etcd-")
+        os.makedirs(self.data_dir, exist_ok=True)
         ports = _free_ports(2 * size)
         self.client_ports, self.peer_ports = ports[:size], ports[size:]
         self.names = [f"m{i}" for i in range(size)]
@@ -139,7 +142,8 @@ class EtcdCluster:
             self._logs[i] = open(os.path.join(self.data_dir, f"{self.names[i]}.log"), "ab")
         self.procs[i] = subprocess.Popen(self._command(i), stdout=self._logs[i],
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+                                         start_new_session=True,
+                                         preexec_fn=self._preexec_fn)
         if wait:
             self.wait_ready(timeout, members=[i])
 
