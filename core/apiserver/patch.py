@@ -623,12 +623,12 @@ def _apply_set_element_order(original: dict, patch: dict, directive_key: str, no
         key = child.patch_merge_key
         if key is None:
             raise PatchError(f"cannot order a list without merge key at {child_path}", field=child_path)
+    found_current, found_patch = current is not None, name in patch
     current = current or []
     patch_list = patch_list or []
     _validate_set_order(patch_list, order, key, child_path)
-    if name in patch:
-        del patch[name]
-    if not current and not patch_list:
+    patch.pop(name, None)
+    if not found_current and not found_patch:
         return
     if not patch_list:
         merged = list(current)

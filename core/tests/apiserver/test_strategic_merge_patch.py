@@ -462,3 +462,63 @@ def test_strategy_from_crd_schema():
     assert spec.child("selector").atomic
     assert spec.child("legacy").patch_merge_key == "id" and spec.child("legacy").ssa_keys == ("id",)
     assert node.child("metadata").child("finalizers").ssa_list_type == "set"
+
+
+# ------------------------------------------------------------- kubectl-shaped patches, generated
+
+
+def two_way_patch(live_items, desired_items):
+    """The containers part of the patch kubectl computes when the live list is exactly
+    what was last applied (a minimal re-implementation for the test)."""
+    live = {c["name"]: c for c in live_items}
+    desired_names = [c["name"] for c in desired_items]
+    changes = [c if c["name"] not in live else {"name": c["name"], "image": c["image"]}
+               for c in desired_items if live.get(c["name"]) != c]
+    deletes = [{"$patch": "delete", "name": n} for n in live if n not in desired_names]
+    return {"$setElementOrder/containers": [{"name": n} for n in desired_names],
+            "containers": changes + deletes}
+
+
+container_lists = st.lists(
+    st.fixed_dictionaries({"name": st.sampled_from("abcdefg"), "image": st.sampled_from(["1", "2"])}),
+    max_size=6, unique_by=lambda c: c["name"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(container_lists, container_lists)
+def test_property_kubectl_two_way_patch_reaches_the_desired_list(live_items, desired_items):
+    patch = {"spec": two_way_patch(live_items, desired_items)}
+    out = apply_strategic_merge_patch({"spec": {"containers": live_items}}, patch, POD)
+    assert out["spec"].get("containers", []) == desired_items
+
+
+@settings(max_examples=300, deadline=None)
+@given(container_lists, container_lists, st.lists(st.sampled_from("xyz"), unique=True, max_size=3), st.randoms())
+def test_property_server_only_items_survive_and_desired_order_holds(live_items, desired_items, extra, rnd):
+    injected = [{"name": n, "image": "sidecar"} for n in extra]
+    mixed = list(live_items)
+    for item in injected:
+        mixed.insert(rnd.randint(0, len(mixed)), item)
+    out = apply_strategic_merge_patch({"spec": {"containers": mixed}},
+                                      {"spec": two_way_patch(live_items, desired_items)}, POD)
+    result = out["spec"].get("containers", [])
+    assert [c for c in result if c["name"] not in extra] == desired_items
+    assert [c for c in result if c["name"] in extra] == [c for c in mixed if c["name"] in extra]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from("abcdef"), unique=True, max_size=5),
+       st.lists(st.sampled_from("abcdef"), unique=True, max_size=5))
+def test_property_primitive_list_patch_with_order_and_deletes(live, desired):
+    patch = {"metadata": {
+        "$setElementOrder/finalizers": desired,
+        "$deleteFromPrimitiveList/finalizers": [f for f in live if f not in desired],
+        "finalizers": [f for f in desired if f not in live],
+    }}
+    out = apply_strategic_merge_patch({"metadata": {"finalizers": live}}, patch, POD)
+    assert out["metadata"].get("finalizers", []) == desired
+
+
+def test_set_element_order_with_explicit_empty_list_creates_it():
+    out = apply_strategic_merge_patch({"spec": {}}, {"spec": {"$setElementOrder/volumes": [], "volumes": []}}, POD)
+    assert out == {"spec": {"volumes": []}}
