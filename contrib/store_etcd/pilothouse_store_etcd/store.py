@@ -670,7 +670,8 @@ class EtcdStore(Store):
             try:
                 while True:
                     timeout = None
-                    if interval is not None:
+                    # Timed PROGRESS only when nothing is waiting to be delivered.
+                    if interval is not None and stream.queue.empty():
                         now = loop.time()
                         if (self._manual_progress and not progress_asked
                                 and now >= last_yield + interval / 2):
