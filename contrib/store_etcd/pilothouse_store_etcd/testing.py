@@ -15,7 +15,9 @@ temporary directory is removed::
 Members serve watch progress notifications every ``progress_notify_interval`` (etcd's own
 default is 10 minutes) and accept requests up to ``max_request_bytes`` (etcd's default,
 1.5 MiB, is too small for a 1.5 MiB value plus its key). ``preexec_fn`` is passed to
-:class:`subprocess.Popen` (e.g. to have members killed when the parent dies).
+:class:`subprocess.Popen` (e.g. to have members killed when the parent dies). With
+``tls=(ca, cert, key)`` the client URLs are https, serve ``cert`` and require client
+certificates signed by ``ca`` (the same certificate serves as the client's in tests).
 """
 
 from __future__ import annotations
@@ -77,9 +79,16 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def status(endpoint: str, timeout: float = 1.0) -> pb.StatusResponse:
-    """etcd's Maintenance.Status of one member (raises grpc.RpcError when it is down)."""
-    with grpc.insecure_channel(endpoint) as channel:
+def status(endpoint: str, timeout: float = 1.0,
+           tls: tuple[str, str, str] | None = None) -> pb.StatusResponse:
+    """etcd's Maintenance.Status of one member (raises grpc.RpcError when it is down).
+    ``tls`` is (CA, client certificate, client key) PEM paths for a TLS endpoint."""
+    if tls:
+        ca, cert, key = (open(p, "rb").read() for p in tls)
+        channel = grpc.secure_channel(endpoint, grpc.ssl_channel_credentials(ca, key, cert))
+    else:
+        channel = grpc.insecure_channel(endpoint)
+    with channel:
         call = channel.unary_unary("/etcdserverpb.Maintenance/Status",
                                    pb.StatusRequest.SerializeToString,
                                    pb.StatusResponse.FromString)
@@ -92,8 +101,10 @@ class EtcdCluster:
     def __init__(self, size: int = 1, *, data_dir: str | None = None,
                  progress_notify_interval: str = "200ms",
                  max_request_bytes: int = 4 * 1024 * 1024,
-                 extra_args: tuple[str, ...] = (), preexec_fn=None) -> None:
+                 extra_args: tuple[str, ...] = (), preexec_fn=None,
+                 tls: tuple[str, str, str] | None = None) -> None:
         self.size = size
+        self.tls = tls
         self._preexec_fn = preexec_fn
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="pilothouse-etcd-")
@@ -117,7 +128,8 @@ class EtcdCluster:
     def _command(self, i: int) -> list[str]:
         peers = ",".join(f"{n}=http://127.0.0.1:{p}"
                          for n, p in zip(self.names, self.peer_ports))
-        client = f"http://127.0.0.1:{self.client_ports[i]}"
+        scheme = "https" if self.tls else "http"
+        client = f"{scheme}://127.0.0.1:{self.client_ports[i]}"
         peer = f"http://127.0.0.1:{self.peer_ports[i]}"
         return [etcd_binary(), f"--name={self.names[i]}",
                 f"--data-dir={os.path.join(self.data_dir, self.names[i])}",
@@ -125,7 +137,14 @@ class EtcdCluster:
                 f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
                 f"--initial-cluster={peers}", "--initial-cluster-state=new",
                 f"--initial-cluster-token={self._token}", "--logger=zap",
-                "--log-outputs=stderr", "--log-level=warn", *self._args]
+                "--log-outputs=stderr", "--log-level=warn", *self._tls_args(), *self._args]
+
+    def _tls_args(self) -> list[str]:
+        if not self.tls:
+            return []
+        ca, cert, key = self.tls
+        return [f"--trusted-ca-file={ca}", f"--cert-file={cert}", f"--key-file={key}",
+                "--client-cert-auth"]
 
     def start(self, timeout: float = 30.0) -> "EtcdCluster":
         """Start every member and wait until the cluster has a leader."""
@@ -163,7 +182,7 @@ class EtcdCluster:
                                        f"{self.procs[i] and self.procs[i].returncode}:\n"
                                        f"{self.log_tail(i)}")
                 try:
-                    if status(self.endpoints[i], 0.5).leader:
+                    if status(self.endpoints[i], 0.5, self.tls).leader:
                         pending.discard(i)
                 except grpc.RpcError:
                     pass
@@ -180,7 +199,7 @@ class EtcdCluster:
         while True:
             for i in self.alive():
                 try:
-                    st = status(self.endpoints[i], 0.5)
+                    st = status(self.endpoints[i], 0.5, self.tls)
                 except grpc.RpcError:
                     continue
                 if st.leader and st.leader == st.header.member_id:
