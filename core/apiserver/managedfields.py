@@ -281,7 +281,7 @@ def _item_node(node: Field) -> Field:
     """The strategy of one item of list ``node`` (a map with the list's item fields)."""
     cached = node.__dict__.get("_item_node")
     if cached is None:
-        cached = Field(fields=node.fields)
+        cached = Field(fields=node.fields, additional=node.additional)
         object.__setattr__(node, "_item_node", cached)  # a cache on a frozen dataclass
     return cached
 

@@ -47,7 +47,9 @@ class Field:
     ``list_map_keys``: the SSA keys of a ``map`` list; ``key_defaults``: values used for a
     key field an item leaves out (ports' ``protocol`` defaults to TCP);
     ``atomic``: a map or struct owned and replaced as a whole by SSA (``+mapType=atomic``,
-    ``+structType=atomic``); ``fields``: children (for a list: the fields of its items).
+    ``+structType=atomic``); ``fields``: children (for a list: the fields of its items);
+    ``additional``: the strategy of every value of a map with free-form keys (for a list:
+    of its items' values).
     """
 
     patch_strategy: frozenset[str] = frozenset()
@@ -57,10 +59,15 @@ class Field:
     key_defaults: Mapping[str, Any] = dc_field(default_factory=lambda: _NO_FIELDS)
     atomic: bool = False
     fields: Mapping[str, "Field"] = dc_field(default_factory=lambda: _NO_FIELDS)
+    additional: "Field | None" = None
 
     def child(self, name: str) -> "Field":
-        """The strategy of field ``name`` (of this map, or of this list's items)."""
-        return self.fields.get(name, EMPTY)
+        """The strategy of field ``name`` (of this map, or of this list's items); for a
+        map with free-form keys, ``additional`` describes every value."""
+        found = self.fields.get(name)
+        if found is not None:
+            return found
+        return self.additional if self.additional is not None else EMPTY
 
     @property
     def merges_list(self) -> bool:
@@ -393,7 +400,7 @@ def strategy_from_openapi(schema: Mapping[str, Any] | None, *, with_metadata: bo
         node = Field(
             patch_strategy=node.patch_strategy, patch_merge_key=node.patch_merge_key,
             list_type=node.list_type, list_map_keys=node.list_map_keys, atomic=node.atomic,
-            fields=MappingProxyType(fields),
+            fields=MappingProxyType(fields), additional=node.additional,
         )
     return node
 
@@ -405,10 +412,14 @@ def _from_openapi(schema: Mapping[str, Any]) -> Field:
             for key, value in sub.items():
                 merged.setdefault(key, value)
     children: dict[str, Field] = {}
+    additional: Field | None = None
     if merged.get("type") == "array" or "items" in merged:
         items = merged.get("items")
         if isinstance(items, Mapping):
-            children = dict(_from_openapi(items).fields)
+            item = _from_openapi(items)
+            children, additional = dict(item.fields), item.additional
+    if isinstance(merged.get("additionalProperties"), Mapping):
+        additional = _from_openapi(merged["additionalProperties"])
     for name, sub in (merged.get("properties") or {}).items():
         if isinstance(sub, Mapping):
             children[name] = _from_openapi(sub)
@@ -432,4 +443,5 @@ def _from_openapi(schema: Mapping[str, Any]) -> Field:
         key_defaults=MappingProxyType(key_defaults),
         atomic=map_type == "atomic",
         fields=MappingProxyType(children),
+        additional=additional,
     )

@@ -515,3 +515,18 @@ def test_property_apply_is_idempotent_and_converges_to_the_config(env1, labels1,
         "labels": o["metadata"].get("labels")}, sort_keys=True)
     assert strip(out) == strip(fresh)
     assert owned(out, "kubectl", "Apply") == owned(fresh, "kubectl", "Apply")
+
+
+def test_apply_crd_map_of_lists_through_additional_properties():
+    schema = {"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "pools": {"type": "object", "additionalProperties": {
+            "type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+            "items": {"type": "object", "properties": {"name": {"type": "string"}}}}},
+    }}}}
+    strategy = strategy_from_openapi(schema)
+    base = {"apiVersion": "example.com/v1", "kind": "Cluster", "metadata": {"name": "c"}}
+    live = apply_ok(None, {**base, "spec": {"pools": {"east": [{"name": "a", "n": 1}]}}}, strategies=strategy)
+    live = apply_ok(live, {**base, "spec": {"pools": {"east": [{"name": "b", "n": 2}]}}}, manager="m2",
+                    strategies=strategy)
+    assert live["spec"]["pools"]["east"] == [{"name": "a", "n": 1}, {"name": "b", "n": 2}]
+    assert '.spec.pools.east[name="b"].n' in owned(live, "m2", "Apply")
