@@ -382,3 +382,25 @@ def _builtin() -> KindRegistry:
     if _SHARED is None:
         _SHARED = builtin_registry()
     return _SHARED
+
+
+def _lookup(kind: Kind | str | None, obj: dict | None = None) -> Kind | None:
+    """The kind meant by ``kind`` for ``obj``: a :class:`Kind` as is; a name (``"Pod"``,
+    ``"deployments"``) resolved in the built-in registry, preferring the group of the
+    object's ``apiVersion``; None with an object: by its apiVersion and kind."""
+    if isinstance(kind, Kind):
+        return kind
+    reg = _builtin()
+    if obj is not None:
+        group, version = split_api_version(obj.get("apiVersion") or "")
+        found = reg.get(group, version, kind or obj.get("kind") or "")
+        if found:
+            return found
+        if kind:
+            for k in reg.resolve_all(kind):
+                if k.group == group:
+                    return k
+    if not kind:
+        return None
+    found_all = reg.resolve_all(kind)
+    return found_all[0] if found_all else None
