@@ -117,7 +117,19 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+_encode_string = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
 def _dumps(value: Any) -> str:
+    """Compact JSON with sorted keys; the scalar cases skip json.dumps (a hot path)."""
+    if isinstance(value, str):
+        return _encode_string(value)
+    if isinstance(value, bool) or value is None:
+        return "true" if value is True else "false" if value is False else "null"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return "{" + ",".join(_encode_string(k) + ":" + _dumps(value[k]) for k in sorted(value)) + "}"
     return json.dumps(_canonical(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
