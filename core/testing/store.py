@@ -42,6 +42,17 @@ body with :func:`asyncio.run`; pytest-asyncio is not needed.
     close: acknowledged writes survive ``kill -9``. A driver that can run in a child process
     should override ``restart`` to kill it with SIGKILL and start it again, which makes every
     durability test a crash test.
+``make_store(self, tmp_path) -> Store``
+    Construct (not open) one store; the default calls ``build_driver("store", plugin,
+    store_options(tmp_path))``. Override to wrap the driver (the gRPC kit,
+    :mod:`pilothouse.testing.store_grpc`, serves it behind a loopback server here).
+``async open_store(self, tmp_path) -> Store``
+    ``make_store`` then ``open``; what every test and the default ``restart`` use.
+
+Helpers for a driver's own extra tests: ``run_with_store(tmp_path, body)`` opens a fresh
+store, awaits ``body(store)`` in a new event loop and closes the store;
+``watch(store, prefix, after_revision, progress_interval=None)`` opens a watch whose
+``next()``, ``take(n)`` and ``close()`` fail with a message instead of hanging.
 
 Fixtures: a subclass may define its own autouse fixtures (e.g. one that starts a server and
 stores its address on ``self`` for ``store_options`` to use); pytest runs them on the same
@@ -60,7 +71,7 @@ import asyncio
 import contextlib
 import os
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
