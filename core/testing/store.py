@@ -323,12 +323,17 @@ class StoreConformance:
     # -- helpers ---------------------------------------------------------------------------
 
     def run_with_store(self, tmp_path, body: Callable[[Store], Awaitable[None]]) -> None:
-        """Open a fresh store, run ``body(store)`` in a new event loop, close the store."""
+        """Open a fresh store, run ``body(store)`` in a new event loop, close the store. A
+        :class:`StoreError` escaping ``body`` fails the test as an AssertionError."""
 
         async def main() -> None:
             store = await self.open_store(tmp_path)
             try:
                 await body(store)
+            except StoreError as exc:
+                # Every test expects its store errors explicitly; one escaping is a failure.
+                raise AssertionError(f"the store raised {type(exc).__name__}: {exc}, where "
+                                     f"the contract requires success") from exc
             finally:
                 await store.close()
 
@@ -1367,6 +1372,34 @@ class StoreConformance:
                     _eq(await w.next(), model.events[-1])
                 finally:
                     await w.close()
+
+        self.run_with_store(tmp_path, body)
+
+    def test_compaction_keeps_caught_up_watches_running(self, tmp_path):
+        """Compaction only ends watches that still need compacted history: a watch that has
+        delivered everything up to the compaction revision keeps delivering live events,
+        and a watch opened at the compaction revision works."""
+
+        async def body(store: Store) -> None:
+            model = _Model(await store.current_revision())
+            w = self.watch(store, "/wk/", model.revision)
+            try:
+                for i in range(5):
+                    await model.create(store, f"/wk/{i}", b"v")
+                _eq(await w.take(5), model.events, "events before the compaction")
+                await store.compact(model.revision)
+                later = self.watch(store, "/wk/", model.revision)
+                try:
+                    await model.update(store, "/wk/0", b"after")
+                    await model.delete(store, "/wk/1")
+                    _eq(await w.take(2), model.events[-2:],
+                        "a caught-up watch continues after compaction")
+                    _eq(await later.take(2), model.events[-2:],
+                        "a watch from the compaction revision")
+                finally:
+                    await later.close()
+            finally:
+                await w.close()
 
         self.run_with_store(tmp_path, body)
 

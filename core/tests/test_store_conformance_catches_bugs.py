@@ -221,6 +221,20 @@ class WatchBelowCompactionStartsAtCompaction(MemoryStore):
                              progress_interval=progress_interval)
 
 
+class CompactionEndsEveryWatch(MemoryStore):
+    """Any compaction ends every open watch with Compacted, even caught-up ones."""
+
+    def watch(self, prefix, *, after_revision, progress_interval=None):
+        async def stream():
+            started = self._compacted
+            async for event in super(CompactionEndsEveryWatch, self).watch(
+                    prefix, after_revision=after_revision, progress_interval=progress_interval):
+                if self._compacted != started:
+                    raise Compacted(event.revision - 1, self._compacted)
+                yield event
+        return stream()
+
+
 class GetBelowCompactionReturnsNone(MemoryStore):
     """A read below the compacted revision answers None instead of raising Compacted."""
 
@@ -335,6 +349,7 @@ CASES = [
     (CompactionIsAWrite, "test_compaction"),
     (WatchBelowCompactionStartsAtCompaction, "test_watch_below_compaction_raises_compacted"),
     (GetBelowCompactionReturnsNone, "test_compaction"),
+    (CompactionEndsEveryWatch, "test_compaction_keeps_caught_up_watches_running"),
     (NoProgressEvents, "test_watch_progress_events"),
     (ProgressRunsAhead, "test_watch_progress_events"),
     (CloseLeavesWatchesOpen, "test_closing_the_store_ends_watches"),
