@@ -13,6 +13,7 @@ import os
 import pathlib
 import re
 import shutil
+import socket
 import tempfile
 import zlib
 from collections.abc import Mapping, Sequence
@@ -195,9 +196,12 @@ class ContainerdRuntime(rt.Runtime):
                                   f"containerd package or set containerd_binary")
             if os.geteuid() != 0:
                 raise Unavailable("a private containerd needs root")
-        self._channel = grpc.aio.insecure_channel(
-            f"unix://{self._socket}",
-            options=[("grpc.max_receive_message_length", 64 << 20)])
+        self._channel = grpc.aio.insecure_channel(f"unix://{self._socket}", options=[
+            ("grpc.max_receive_message_length", 64 << 20),
+            # reconnect quickly when containerd (re)starts instead of gRPC's 1 s back-off
+            ("grpc.initial_reconnect_backoff_ms", 50),
+            ("grpc.min_reconnect_backoff_ms", 50),
+            ("grpc.max_reconnect_backoff_ms", 1000)])
         self._rt = cri_grpc.RuntimeServiceStub(self._channel)
         self._img = cri_grpc.ImageServiceStub(self._channel)
         try:
@@ -238,13 +242,23 @@ class ContainerdRuntime(rt.Runtime):
                 raise Unavailable(f"containerd exited with status {self._managed.exited()}; "
                                   f"its log ({self._managed.log_path}) ends with:\n"
                                   f"{self._managed.log_tail()}")
-            if await self._answers(1.0):
+            if self._socket_accepts() and await self._answers(1.0):
                 return
             if loop.time() > deadline:
                 where = (f"; its log is {self._managed.log_path}" if self._managed else "")
                 raise Unavailable(f"containerd at {self._socket} did not answer within "
                                   f"{self.options.start_timeout}s{where}")
             await asyncio.sleep(0.05)
+
+    def _socket_accepts(self) -> bool:
+        """Cheap check before a gRPC call, so that gRPC never backs off on a socket that
+        does not exist yet."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            try:
+                s.connect(self._socket)
+                return True
+            except OSError:
+                return False
 
     async def close(self) -> None:
         if self._channel is not None:
