@@ -673,7 +673,7 @@ class ProcessRuntime(Runtime):
     async def _wait_exit(self, c: _Container, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while True:
-            if self._observe(c).state is not ContainerState.RUNNING:
+            if self._observe(c).state not in (ContainerState.RUNNING, ContainerState.UNKNOWN):
                 return True
             if time.monotonic() >= deadline:
                 return False

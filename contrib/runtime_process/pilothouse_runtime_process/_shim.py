@@ -59,14 +59,16 @@ def write_json_atomic(path: str, doc: dict) -> None:
 
 
 def proc_start_time(pid: int) -> int | None:
-    """The start time of ``pid`` in clock ticks since boot (None if it is gone): with the
-    pid, it identifies a process across pid reuse."""
+    """The start time of ``pid`` in clock ticks since boot, None if it is gone (or a
+    zombie): with the pid, it identifies a process across pid reuse."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return None
     fields = data[data.rfind(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
     return int(fields[19])  # field 22 overall: starttime
 
 
