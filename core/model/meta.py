@@ -471,9 +471,12 @@ def pod_qos_class(pod: dict) -> str:
     guaranteed = True
     for container in (spec.get("containers") or []) + (spec.get("initContainers") or []):
         res = container.get("resources") or {}
-        for name_, q in _positive(res, "requests").items():
-            requests[name_] = requests.get(name_, Quantity(0)) + q
         lim = _positive(res, "limits")
+        # a limit without a request implies an equal request (defaulting copies it), so the
+        # answer does not depend on whether defaults were applied yet
+        req = {**lim, **_positive(res, "requests")}
+        for name_, q in req.items():
+            requests[name_] = requests.get(name_, Quantity(0)) + q
         for name_, q in lim.items():
             limits[name_] = limits.get(name_, Quantity(0)) + q
         if set(lim) != {"cpu", "memory"}:

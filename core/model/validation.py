@@ -1754,15 +1754,26 @@ for _group, _kind, _fn in (
     _UPDATE_VALIDATORS[(_group, _kind)] = _fn
 
 
-def validate_update(kind: Kind | str | None, new: dict, old: dict) -> list[FieldError]:
+def validate_update(kind: Kind | str | None, new: dict, old: dict, *,
+                    subresource: str = "") -> list[FieldError]:
     """The field errors of replacing ``old`` by ``new``: :func:`validate` of ``new`` plus the
     kind's update rules (selectors of workloads, a Job's template, a Service's clusterIP,
     immutable ConfigMaps and Secrets, a Secret's type, the few mutable fields of a Pod
     spec). Call after :func:`pilothouse.model.meta.prepare_for_update`; metadata
-    immutability is :func:`validate_object_meta_update`'s, called before it."""
+    immutability is :func:`validate_object_meta_update`'s, called before it.
+
+    ``subresource="status"`` skips the update rules (a status write cannot change the spec);
+    ``subresource="binding"`` lets a Pod's empty ``spec.nodeName`` be set, which only the
+    binding subresource may do."""
     group, name, _ = _resolve(kind, new)
     errs = validate(kind, new)
+    if subresource == "status":
+        return errs
     rule = _UPDATE_VALIDATORS.get((group, name))
     if rule is not None:
+        if subresource == "binding" and (group, name) == ("", "Pod") and \
+                not (old.get("spec") or {}).get("nodeName"):
+            old = {**old, "spec": {**(old.get("spec") or {}),
+                                   "nodeName": (new.get("spec") or {}).get("nodeName")}}
         errs += rule(new, old)
     return errs

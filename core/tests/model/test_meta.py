@@ -275,3 +275,9 @@ def test_pod_qos_class():
     assert M.pod_qos_class(_pod({"requests": {"cpu": "0"}})) == "BestEffort"
     assert M.pod_qos_class(_pod({"limits": {"cpu": "2", "memory": "1Gi"},
                                  "requests": {"cpu": "1", "memory": "1Gi"}})) == "Burstable"
+
+
+def test_pod_qos_class_before_defaults():
+    # limits alone imply equal requests, whether or not defaulting has copied them yet
+    assert M.pod_qos_class(_pod({"limits": {"cpu": "1", "memory": "1Gi"}})) == "Guaranteed"
+    assert M.pod_qos_class(_pod({"limits": {"cpu": "1"}})) == "Burstable"

@@ -806,3 +806,18 @@ def test_update_rules():
     sts_new = copy.deepcopy(sts_old)
     sts_new["spec"]["serviceName"] = "other"
     assert paths(V.validate_update("StatefulSet", sts_new, sts_old)) == ["spec"]
+
+
+def test_update_subresources():
+    p_old = pod()
+    bound = copy.deepcopy(p_old)
+    bound["spec"]["nodeName"] = "n1"
+    assert paths(V.validate_update("Pod", bound, p_old)) == ["spec"]   # a plain PUT may not
+    assert V.validate_update("Pod", bound, p_old, subresource="binding") == []
+    moved = copy.deepcopy(bound)
+    moved["spec"]["nodeName"] = "n2"
+    assert paths(V.validate_update("Pod", moved, bound, subresource="binding")) == ["spec"]
+    d_old = deploy()
+    d_new = copy.deepcopy(d_old)
+    d_new["status"] = {"replicas": 3}
+    assert V.validate_update("Deployment", d_new, d_old, subresource="status") == []
