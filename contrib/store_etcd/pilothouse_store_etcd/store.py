@@ -390,31 +390,36 @@ class EtcdStore(Store):
         if self._channel is None:
             raise StoreUnavailable("the etcd store is not open; call open() first")
 
-    async def _call(self, method, request, *, idempotent: bool, timeout: float | None = None):
-        """One unary RPC with retries (see :func:`_retryable`) until ``timeout``; every
-        failure leaves as a StoreError subclass."""
+    async def _rpc(self, method, request, *, idempotent: bool, timeout: float | None = None):
+        """One unary RPC, retried (see :func:`_retryable`) until ``timeout`` (default
+        ``request_timeout``). The last gRPC failure leaves as ``AioRpcError``."""
         self._check_open()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (timeout or self._opts.request_timeout)
         delay = 0.01
         while True:
-            remaining = deadline - loop.time()
             try:
-                return await method(request, timeout=max(remaining, 0.001), metadata=_METADATA,
-                                    wait_for_ready=True)
+                return await method(request, timeout=max(deadline - loop.time(), 0.001),
+                                    metadata=_METADATA, wait_for_ready=True)
             except aio.AioRpcError as exc:
                 if self._closed:
                     raise StoreUnavailable("the etcd store is closed") from None
-                if (_retryable(exc, idempotent)
-                        and loop.time() + delay < deadline):
+                if _retryable(exc, idempotent) and loop.time() + delay < deadline:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 0.1)
                     continue
-                raise self._error(exc) from None
+                raise
             except asyncio.CancelledError:
-                if self._closed:
+                if self._closed:  # close() cancels the channel's calls
                     raise StoreUnavailable("the etcd store is closed") from None
                 raise
+
+    async def _call(self, method, request, *, idempotent: bool, timeout: float | None = None):
+        """:meth:`_rpc`, with every failure translated to a StoreError subclass."""
+        try:
+            return await self._rpc(method, request, idempotent=idempotent, timeout=timeout)
+        except aio.AioRpcError as exc:
+            raise self._error(exc) from None
 
     @staticmethod
     def _error(exc: aio.AioRpcError) -> StoreError:
@@ -441,9 +446,8 @@ class EtcdStore(Store):
 
     async def _read(self, method, request, revision: int):
         """A read RPC at ``revision`` (ours), mapping etcd's compacted/future errors."""
-        self._check_open()
         try:
-            return await self._call_raw(method, request)
+            return await self._rpc(method, request, idempotent=True)
         except aio.AioRpcError as exc:
             if _is_compacted(exc):
                 raise Compacted(revision, await self.compacted_revision()) from None
@@ -451,24 +455,6 @@ class EtcdStore(Store):
                 raise StoreError(f"revision {revision} is newer than the current revision "
                                  f"{await self.current_revision()}") from None
             raise self._error(exc) from None
-
-    async def _call_raw(self, method, request):
-        """:meth:`_call` for reads, but etcd's OUT_OF_RANGE errors leave as AioRpcError."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._opts.request_timeout
-        delay = 0.01
-        while True:
-            try:
-                return await method(request, timeout=max(deadline - loop.time(), 0.001),
-                                    metadata=_METADATA, wait_for_ready=True)
-            except aio.AioRpcError as exc:
-                if self._closed:
-                    raise StoreUnavailable("the etcd store is closed") from None
-                if _retryable(exc, True) and loop.time() + delay < deadline:
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 0.1)
-                    continue
-                raise
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -611,10 +597,10 @@ class EtcdStore(Store):
         at = self._etcd_revision(revision)
         if at == 0:
             return
-        self._check_open()
         try:
             # Idempotent, so retried like a read: compacting again to a revision is a no-op.
-            await self._call_raw(self._rpc_compact, pb.CompactionRequest(revision=at))
+            await self._rpc(self._rpc_compact, pb.CompactionRequest(revision=at),
+                            idempotent=True)
         except aio.AioRpcError as exc:
             if _is_compacted(exc):
                 return
