@@ -91,6 +91,20 @@ def cmd_config_show(args) -> int:
     return 0
 
 
+def cmd_apiserver(args) -> int:
+    import asyncio
+    import logging
+
+    from pilothouse.apiserver.run import serve
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        asyncio.run(serve(load_config(args.config)))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_version(args) -> int:
     print(f"pilothouse {__version__}")
     return 0
@@ -119,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "plugin it names").set_defaults(handler=cmd_config_check)
     config.add_parser("show", parents=[common], help="print the effective config "
                       "(default profile merged)").set_defaults(handler=cmd_config_show)
+    sub.add_parser("apiserver", parents=[common], help="run the API server with the configured "
+                   "store, authentication, authorization and admission plugins").set_defaults(
+        handler=cmd_apiserver)
     builtin = set(sub.choices)
     pm = make_plugin_manager()
     for plugin in discover(["plugins"]):

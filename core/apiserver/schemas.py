@@ -1,0 +1,228 @@
+"""Schemas of the served kinds: field validation, unknown fields, and the OpenAPI v3 documents.
+
+Built-in kinds use Kubernetes' published OpenAPI definitions as shipped (in JSON-schema form)
+by the ``kubernetes-validate`` distribution, read at run time from the installed package: the
+descriptions ``kubectl explain`` prints, the types checked on write, and the list-map keys.
+Custom resources add the ``openAPIV3Schema`` of their CRD version.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import json
+import pathlib
+import re
+from typing import Any
+
+from pilothouse.model import errors
+
+#: The Kubernetes minor version whose schemas we serve (also reported by /version).
+KUBE_MINOR = 32
+_REF = "#/$defs/"
+
+
+@functools.lru_cache(maxsize=1)
+def builtin_definitions() -> dict[str, dict]:
+    """Kubernetes' definitions by name (``io.k8s.api.apps.v1.Deployment``)."""
+    import kubernetes_validate
+    root = pathlib.Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
+    path = root / f"v1.{KUBE_MINOR}.0-local" / "_definitions.json"
+    if not path.exists():
+        raise RuntimeError(f"kubernetes-validate lacks schemas for 1.{KUBE_MINOR} ({path}); "
+                           f"pip install 'kubernetes-validate>=1.{KUBE_MINOR}'")
+    return json.loads(path.read_text())["$defs"]
+
+
+def _resolve(defs: dict, schema: dict) -> dict:
+    while "$ref" in schema:
+        schema = defs[schema["$ref"][len(_REF):]]
+    return schema
+
+
+def _types(schema: dict) -> set[str]:
+    t = schema.get("type")
+    if t is None:
+        return set()
+    return {t} if isinstance(t, str) else set(t)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "integer" if value.is_integer() else "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+class SchemaSet:
+    """Schemas by group/version/kind: built-ins plus those added for custom resources."""
+
+    def __init__(self) -> None:
+        self.defs: dict[str, dict] = dict(builtin_definitions())
+        self.by_gvk: dict[tuple[str, str, str], str] = {}
+        for name, schema in self.defs.items():
+            for gvk in schema.get("x-kubernetes-group-version-kind", ()):
+                self.by_gvk.setdefault((gvk["group"], gvk["version"], gvk["kind"]), name)
+
+    def add_custom(self, group: str, version: str, kind: str, schema: dict | None) -> str:
+        """Register a custom resource's ``openAPIV3Schema`` (None: accept anything). Returns
+        the definition name."""
+        name = f"{'.'.join(reversed(group.split('.')))}.{version}.{kind}"
+        body = copy.deepcopy(schema) if schema else {"type": "object",
+                                                     "x-kubernetes-preserve-unknown-fields": True}
+        props = body.setdefault("properties", {})
+        props.setdefault("apiVersion", {"type": "string"})
+        props.setdefault("kind", {"type": "string"})
+        props["metadata"] = {"$ref": _REF + "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}
+        body["x-kubernetes-group-version-kind"] = [{"group": group, "version": version,
+                                                    "kind": kind}]
+        self.defs[name] = body
+        self.by_gvk[(group, version, kind)] = name
+        return name
+
+    def remove_custom(self, group: str, version: str, kind: str) -> None:
+        name = self.by_gvk.pop((group, version, kind), None)
+        if name:
+            self.defs.pop(name, None)
+
+    def schema_for(self, group: str, version: str, kind: str) -> dict | None:
+        name = self.by_gvk.get((group, version, kind))
+        return self.defs[name] if name else None
+
+    def check(self, group: str, version: str, kind: str, obj: dict,
+              ignore: tuple[str, ...] = ("status",)) -> tuple[list[str], list[errors.FieldError]]:
+        """Walk ``obj`` against its schema. Returns (unknown field paths, type errors).
+        Top-level fields in ``ignore`` are not checked for unknown subfields."""
+        schema = self.schema_for(group, version, kind)
+        unknown: list[str] = []
+        problems: list[errors.FieldError] = []
+        if schema is not None:
+            self._walk(schema, obj, "", unknown, problems, ignore)
+        return unknown, problems
+
+    def _walk(self, schema: dict, value: Any, path: str, unknown: list[str],
+              problems: list, ignore: tuple[str, ...] = ()) -> None:
+        schema = _resolve(self.defs, schema)
+        if value is None or schema.get("x-kubernetes-int-or-string") or "oneOf" in schema \
+                or "anyOf" in schema:
+            return
+        expected = _types(schema) - {"null"}
+        actual = _json_type(value)
+        if expected and actual not in expected and not (actual == "integer" and "number" in expected):
+            want = sorted(expected)[0]
+            problems.append(errors.FieldError(errors.FieldErrorType.TYPE_INVALID, path, value,
+                                              f"must be of type {want}"))
+            return
+        if actual == "object":
+            if schema.get("x-kubernetes-preserve-unknown-fields"):
+                return
+            props = schema.get("properties")
+            extra = schema.get("additionalProperties")
+            for key, sub in value.items():
+                child = f"{path}.{key}" if path else key
+                if props is not None and key in props:
+                    if not (path == "" and key in ignore):
+                        self._walk(props[key], sub, child, unknown, problems)
+                elif isinstance(extra, dict):
+                    self._walk(extra, sub, child, unknown, problems)
+                elif props is not None and extra is not True:
+                    unknown.append(child)
+        elif actual == "array" and "items" in schema:
+            for i, item in enumerate(value):
+                self._walk(schema["items"], item, f"{path}[{i}]", unknown, problems)
+
+    # -- OpenAPI v3 ------------------------------------------------------------------------
+    def openapi_document(self, group: str, version: str, kinds: list) -> dict:
+        """The OpenAPI 3.0 document of one group version: paths for every kind (the PATCH
+        operations list ``fieldValidation``, which makes kubectl validate server-side) and
+        the transitive closure of their schemas."""
+        schemas: dict[str, dict] = {}
+        todo = []
+        paths: dict[str, dict] = {}
+        prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        for kind in kinds:
+            name = self.by_gvk.get((group, version, kind.kind))
+            if name is None:
+                continue
+            todo.append(name)
+            gvk = {"group": group, "version": version, "kind": kind.kind}
+            ref = {"$ref": f"#/components/schemas/{name}"}
+            body = {"content": {"application/json": {"schema": ref}}}
+            ok = {"200": {"description": "OK", "content": {"application/json": {"schema": ref}}}}
+            params = [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"},
+                       "description": "Ignore, Warn or Strict: what to do with unknown or "
+                                      "duplicate fields"},
+                      {"name": "fieldManager", "in": "query", "schema": {"type": "string"}},
+                      {"name": "dryRun", "in": "query", "schema": {"type": "string"}}]
+            ns = "/namespaces/{namespace}" if kind.namespaced else ""
+            op = {"x-kubernetes-group-version-kind": gvk}
+            paths[f"{prefix}{ns}/{kind.plural}"] = {
+                "get": {**op, "operationId": f"list{kind.kind}", "responses": ok,
+                        "x-kubernetes-action": "list"},
+                "post": {**op, "operationId": f"create{kind.kind}", "requestBody": body,
+                         "parameters": params, "responses": ok, "x-kubernetes-action": "post"}}
+            paths[f"{prefix}{ns}/{kind.plural}/{{name}}"] = {
+                "get": {**op, "operationId": f"read{kind.kind}", "responses": ok,
+                        "x-kubernetes-action": "get"},
+                "put": {**op, "operationId": f"replace{kind.kind}", "requestBody": body,
+                        "parameters": params, "responses": ok, "x-kubernetes-action": "put"},
+                "patch": {**op, "operationId": f"patch{kind.kind}", "parameters": params,
+                          "requestBody": {"content": {t: {"schema": {"type": "object"}} for t in (
+                              "application/json-patch+json", "application/merge-patch+json",
+                              "application/strategic-merge-patch+json",
+                              "application/apply-patch+yaml")}},
+                          "responses": ok, "x-kubernetes-action": "patch"},
+                "delete": {**op, "operationId": f"delete{kind.kind}", "responses": ok,
+                           "x-kubernetes-action": "delete"}}
+        while todo:
+            name = todo.pop()
+            if name in schemas:
+                continue
+            converted = _to_openapi(self.defs[name])
+            schemas[name] = converted
+            todo.extend(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(converted)))
+        return {"openapi": "3.0.0",
+                "info": {"title": "Pilothouse", "version": f"v1.{KUBE_MINOR}.0"},
+                "paths": paths, "components": {"schemas": schemas}}
+
+
+def _to_openapi(schema: Any) -> Any:
+    """JSON-schema flavour → OpenAPI 3.0: ``$defs`` refs become component refs, nullable type
+    lists become a single type, string-or-number unions become int-or-string markers."""
+    if not isinstance(schema, dict):
+        return schema
+    out: dict = {}
+    for key, value in schema.items():
+        if key == "$ref" and isinstance(value, str):
+            out["allOf"] = [{"$ref": "#/components/schemas/" + value[len(_REF):]}]
+        elif key == "type" and isinstance(value, list):
+            types = [t for t in value if t != "null"]
+            out["type"] = types[0] if len(types) == 1 else value
+        elif key == "oneOf" and isinstance(value, list) and all(
+                isinstance(v, dict) and _types(v) - {"null"} for v in value):
+            out["x-kubernetes-int-or-string"] = True
+        elif key in ("properties", "patternProperties") and isinstance(value, dict):
+            out[key] = {name: _to_openapi(sub) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties", "not") and isinstance(value, dict):
+            out[key] = _to_openapi(value)
+        elif key in ("allOf", "anyOf", "oneOf") and isinstance(value, list):
+            out[key] = [_to_openapi(v) for v in value]
+        elif key in ("$schema", "$id"):
+            continue
+        else:
+            out[key] = value
+    return out
+
+
+def document_hash(doc: dict) -> str:
+    return hashlib.sha512(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32].upper()

