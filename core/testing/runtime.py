@@ -591,6 +591,39 @@ class RuntimeConformance:
             assert lines[3].startswith("sh -c"), lines  # PID 1 is our own process
         self.run(body())
 
+    def test_run_as_user_and_group(self):
+        self.require(Feature.ISOLATION)
+
+        async def body():
+            from pilothouse.interfaces.runtime import SecurityContext
+            sandbox = await self.sandbox()
+            code, out, _ = await self.output(
+                sandbox, ["sh", "-c", "id -u; id -g"],
+                security=SecurityContext(run_as_user=1234, run_as_group=2345))
+            assert (code, out.split()) == (0, ["1234", "2345"]), out
+            code, out, _ = await self.output(sandbox, ["id", "-u"],
+                                             security=SecurityContext(run_as_user=0))
+            assert out.strip() == "0"
+        self.run(body())
+
+    def test_dns_config_and_sysctls(self):
+        self.require(Feature.ISOLATION)
+        self.require(Feature.POD_NETWORK)
+
+        async def body():
+            from pilothouse.interfaces.runtime import DNSConfig
+            sandbox = await self.sandbox(
+                dns=DNSConfig(servers=["10.96.0.10"], searches=["default.svc.cluster.local"],
+                              options=["ndots:5"]),
+                sysctls={"net.ipv4.ip_local_port_range": "20000 30000"})
+            code, out, _ = await self.output(sandbox, ["sh", "-c",
+                "cat /etc/resolv.conf; cat /proc/sys/net/ipv4/ip_local_port_range"])
+            assert code == 0
+            assert "nameserver 10.96.0.10" in out and "default.svc.cluster.local" in out
+            assert "ndots:5" in out
+            assert out.split()[-2:] == ["20000", "30000"], out
+        self.run(body())
+
     # =========================================================================================
     # exec
 

@@ -36,7 +36,13 @@ from pilothouse.interfaces.runtime import (
 )
 
 from pilothouse_runtime_containerd import _convert as conv
-from pilothouse_runtime_containerd._managed import ManagedContainerd, mounts_under, render_config
+from pilothouse.images import ImageError, normalize_ref
+from pilothouse_runtime_containerd._managed import (
+    ManagedContainerd,
+    mounts_under,
+    render_config,
+    socket_path,
+)
 
 __all__ = ["ContainerdRuntime"]
 
@@ -143,7 +149,6 @@ class ContainerdRuntime(rt.Runtime):
         self._socket = o.endpoint
         if o.manage:
             data_dir = pathlib.Path(o.data_dir).resolve()
-            from pilothouse_runtime_containerd._managed import socket_path
             self._socket = o.endpoint or str(socket_path(data_dir))
             self._managed = ManagedContainerd(
                 data_dir=str(data_dir), binary=o.containerd_binary,
@@ -334,23 +339,56 @@ class ContainerdRuntime(rt.Runtime):
                 ipaddress.ip_network(pod_cidr, strict=False)
             except ValueError as exc:
                 raise InvalidArgument(f"pod CIDR {pod_cidr!r}: {exc}") from None
+        if cni_config is not None and (not isinstance(cni_config, Mapping)
+                                       or not cni_config.get("plugins")):
+            raise InvalidArgument("cni_config must be a CNI network configuration list "
+                                  "with 'cniVersion', 'name' and 'plugins'")
+        if self._cni_conf_dir() is not None:
+            o = self.options
+            config = dict(cni_config) if cni_config is not None else bridge_cni_config(
+                name="pilothouse", bridge=o.bridge, pod_cidr=pod_cidr or self._pod_cidr,
+                ip_masq=o.ip_masq, ipam_dir=self._ipam_dir())
+            await self._release_bridge(config)
+            await self._write_cni(config, wait=True)
+        if pod_cidr:
             self._pod_cidr = pod_cidr
             await self._call(self._rt.UpdateRuntimeConfig, pb.UpdateRuntimeConfigRequest(
                 runtime_config=pb.RuntimeConfig(
                     network_config=pb.NetworkConfig(pod_cidr=pod_cidr))))
-        if self._cni_conf_dir() is None:
+
+    async def _release_bridge(self, config: Mapping) -> None:
+        """CNI's bridge plugin refuses a bridge whose gateway address is from another
+        subnet. When the new config moves the bridge to another subnet, delete the bridge so
+        CNI recreates it, provided no sandbox still uses it."""
+        first = (config.get("plugins") or [{}])[0]
+        ranges = (first.get("ipam") or {}).get("ranges") or [[{}]]
+        subnet = ranges[0][0].get("subnet") if ranges and ranges[0] else None
+        if first.get("type") != "bridge" or not first.get("bridge") or not subnet:
             return
-        if cni_config is not None:
-            if not isinstance(cni_config, Mapping) or not cni_config.get("plugins"):
-                raise InvalidArgument("cni_config must be a CNI network configuration list "
-                                      "with 'cniVersion', 'name' and 'plugins'")
-            config = dict(cni_config)
-        else:
-            o = self.options
-            config = bridge_cni_config(name="pilothouse", bridge=o.bridge,
-                                       pod_cidr=self._pod_cidr, ip_masq=o.ip_masq,
-                                       ipam_dir=self._ipam_dir())
-        await self._write_cni(config, wait=True)
+        bridge = first["bridge"]
+        proc = await asyncio.create_subprocess_exec(
+            "ip", "-j", "addr", "show", "dev", bridge,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        out, _ = await proc.communicate()
+        if proc.returncode != 0:
+            return  # no such bridge yet
+        try:
+            addrs = [a["local"] for link in json.loads(out) for a in link.get("addr_info", [])
+                     if a.get("family") in ("inet", "inet6") and a.get("scope") == "global"]
+        except (ValueError, KeyError, TypeError):
+            return
+        net = ipaddress.ip_network(subnet, strict=False)
+        stale = [a for a in addrs if ipaddress.ip_address(a).version == net.version
+                 and ipaddress.ip_address(a) not in net]
+        if not stale:
+            return
+        ready = await self.list_pod_sandboxes(state=rt.PodSandboxState.READY)
+        live = [s for s in ready if (await self.pod_sandbox_status(s.id)).ip]
+        if live:
+            raise InvalidArgument(
+                f"cannot move bridge {bridge} from {', '.join(stale)} to {net}: "
+                f"{len(live)} pod(s) still use it; stop them first")
+        await _run("ip", "link", "del", bridge)
 
     # -- version and status -------------------------------------------------------------
 
@@ -670,7 +708,6 @@ class ContainerdRuntime(rt.Runtime):
 
 
 def _same_ref(a: str, b: str) -> bool:
-    from pilothouse.images import ImageError, normalize_ref
     try:
         return normalize_ref(a) == normalize_ref(b)
     except ImageError:

@@ -132,3 +132,50 @@ def test_httpd_in_a_pod_is_reachable_by_pod_ip(tmp_path):
                 _remove_portmap_chains()
 
     asyncio.run(scenario())
+
+
+def test_configure_network_changes_the_pod_cidr_for_new_sandboxes(tmp_path):
+    tag = hashlib.sha256(str(tmp_path).encode()).hexdigest()[:8]
+    runtime = build_driver("runtime", "containerd", {
+        "manage": True, "data_dir": str(tmp_path / "containerd"), "bridge": f"phm{tag}",
+        "pod_cidr": "10.234.0.0/24"})
+
+    def pod(name):
+        return PodSandboxConfig(
+            metadata=PodSandboxMetadata(name=name, namespace="default", uid=f"{name}-{tag}"),
+            hostname=name, log_directory=str(tmp_path / "logs" / name))
+
+    async def scenario():
+        await runtime.open()
+        try:
+            first = await runtime.run_pod_sandbox(pod("first"))
+            assert (await runtime.pod_sandbox_status(first)).ip.startswith("10.234.0.")
+
+            from pilothouse.interfaces.runtime import InvalidArgument
+            with pytest.raises(InvalidArgument, match="still use it"):
+                await runtime.configure_network(pod_cidr="10.234.7.0/24")
+            await runtime.stop_pod_sandbox(first)  # releases its IP
+
+            await runtime.configure_network(pod_cidr="10.234.7.0/24")
+            second = await runtime.run_pod_sandbox(pod("second"))
+            assert (await runtime.pod_sandbox_status(second)).ip.startswith("10.234.7.")
+
+            # a network driver's own CNI config list is installed verbatim
+            custom = {
+                "cniVersion": "0.4.0", "name": "from-network-driver", "plugins": [{
+                    "type": "bridge", "bridge": f"phm{tag}", "isGateway": True,
+                    "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.234.9.0/24"}]],
+                             "dataDir": str(tmp_path / "ipam")}}]}
+            await runtime.stop_pod_sandbox(second)
+            await runtime.configure_network(cni_config=custom)
+            third = await runtime.run_pod_sandbox(pod("third"))
+            assert (await runtime.pod_sandbox_status(third)).ip.startswith("10.234.9.")
+
+            with pytest.raises(InvalidArgument):
+                await runtime.configure_network(pod_cidr="not-a-cidr")
+            with pytest.raises(InvalidArgument):
+                await runtime.configure_network(cni_config={"name": "no plugins"})
+        finally:
+            await runtime.destroy()
+
+    asyncio.run(scenario())
