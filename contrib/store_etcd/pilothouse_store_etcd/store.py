@@ -245,6 +245,7 @@ class EtcdStore(Store):
         self._data = prefix + b"/data"
         self._data_len = len(self._data)
         self._base = 0
+        self._compacted_seen = 1  # highest etcd compaction revision seen (lower bound)
         self._channel: aio.Channel | None = None
         self._closed = False
         self._streams: set[_WatchStream] = set()
@@ -332,6 +333,7 @@ class EtcdStore(Store):
             self._manual_progress = mode == "always" or (
                 mode == "auto" and _progress_requests_safe(status.version))
             self._base = await self._load_base()
+            self._compacted_seen = self._base
         except StoreError as exc:
             await self._channel.close()
             self._channel = None
@@ -465,33 +467,35 @@ class EtcdStore(Store):
         return resp.header.revision - self._base
 
     async def compacted_revision(self) -> int:
-        """etcd does not report its compaction revision directly; a watch from this store's
-        revision 0 on the meta key does: etcd cancels it with the compaction revision when
-        that history is gone, or replays the meta key's creation when it is not."""
-        self._check_open()
-        stream = _WatchStream(self._rpc_watch, pb.WatchRequest(
-            create_request=pb.WatchCreateRequest(key=self._meta_key,
-                                                 start_revision=self._base)))
-        self._streams.add(stream)
+        """etcd does not report its compaction revision directly, but a read at a revision
+        fails exactly when that revision is below it. The driver remembers the highest
+        compaction revision it has seen (compaction never goes back), checks it with one
+        count-only read, and only when another client compacted further since, searches
+        up to the current revision (binary search, ~log2(revisions) reads)."""
+        known = self._compacted_seen  # at or below max(etcd's compaction, base)
+        if await self._readable(known):
+            return max(0, known - self._base)
+        low = known  # unreadable
+        high = (await self._rpc(self._rpc_range, pb.RangeRequest(
+            key=self._meta_key, count_only=True), idempotent=True)).header.revision
+        while high - low > 1:
+            mid = (low + high) // 2
+            if await self._readable(mid):
+                high = mid
+            else:
+                low = mid
+        self._compacted_seen = max(self._compacted_seen, high)
+        return max(0, high - self._base)
+
+    async def _readable(self, etcd_revision: int) -> bool:
         try:
-            async with asyncio.timeout(self._opts.request_timeout):
-                while True:
-                    item = await stream.queue.get()
-                    if isinstance(item, _EOF):
-                        if item.closed:
-                            raise StoreUnavailable("the etcd store is closed")
-                        raise StoreUnavailable(f"etcd watch ended: {item.error}")
-                    if item.compact_revision:
-                        return max(0, item.compact_revision - self._base)
-                    if item.canceled:
-                        raise StoreError(f"etcd: watch refused: {item.cancel_reason}")
-                    if item.events:
-                        return 0
-        except TimeoutError:
-            raise StoreUnavailable("etcd did not answer a watch in time") from None
-        finally:
-            stream.close()
-            self._streams.discard(stream)
+            await self._rpc(self._rpc_range, pb.RangeRequest(
+                key=self._meta_key, revision=etcd_revision, count_only=True), idempotent=True)
+            return True
+        except aio.AioRpcError as exc:
+            if _is_compacted(exc):
+                return False
+            raise self._error(exc) from None
 
     async def get(self, key: str, *, revision: int = 0) -> KeyValue | None:
         request = pb.RangeRequest(key=self._key(key), revision=self._etcd_revision(revision))
@@ -601,6 +605,7 @@ class EtcdStore(Store):
             # Idempotent, so retried like a read: compacting again to a revision is a no-op.
             await self._rpc(self._rpc_compact, pb.CompactionRequest(revision=at),
                             idempotent=True)
+            self._compacted_seen = max(self._compacted_seen, at)
         except aio.AioRpcError as exc:
             if _is_compacted(exc):
                 return
@@ -691,6 +696,7 @@ class EtcdStore(Store):
                             raise StoreError(f"etcd refused the watch: {item.cancel_reason}")
                         continue
                     if item.compact_revision:
+                        self._compacted_seen = max(self._compacted_seen, item.compact_revision)
                         raise Compacted(seen, max(0, item.compact_revision - self._base))
                     if item.canceled:
                         raise StoreUnavailable(f"etcd cancelled the watch: "

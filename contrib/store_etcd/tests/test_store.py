@@ -192,6 +192,38 @@ def test_list_counts_the_whole_prefix_on_every_page(etcd_server, tmp_path):
     run(body())
 
 
+def test_compaction_by_another_client_is_found(etcd_server, tmp_path):
+    """compacted_revision() and Compacted errors see a compaction made through another
+    driver instance (another API server), not only this instance's own."""
+    from pilothouse.interfaces.store import Compacted
+
+    async def body():
+        a = make(etcd_server, prefix_for(tmp_path))
+        b = make(etcd_server, prefix_for(tmp_path))
+        await a.open()
+        await b.open()
+        try:
+            for i in range(300):
+                await a.create(f"/k/{i}", b"v")
+            assert await b.compacted_revision() == 0
+            await a.compact(137)
+            assert await b.compacted_revision() == 137
+            with pytest.raises(Compacted) as info:
+                await b.get("/k/1", revision=100)
+            assert (info.value.requested, info.value.compact_revision) == (100, 137)
+            await a.compact(250)
+            with pytest.raises(Compacted) as info:
+                await anext(b.watch("/k/", after_revision=200))
+            assert info.value.compact_revision == 250
+            assert await b.compacted_revision() == 250
+            assert (await b.get("/k/1", revision=250)).mod_revision == 2
+        finally:
+            await a.close()
+            await b.close()
+
+    run(body())
+
+
 @pytest.mark.slow
 def test_three_members_survive_leader_kill(etcd_cluster3, tmp_path):
     """Kill -9 the leader of a 3-member etcd: writes go on (after an election) and a watch
