@@ -47,7 +47,7 @@ __all__ = [
     "deletion_timestamp", "finalizers", "generate_name", "generation", "has_finalizer",
     "is_being_deleted", "is_controlled_by", "is_owned_by", "labels", "mark_for_deletion",
     "metadata", "name", "namespace", "new_uid", "now_rfc3339", "now_rfc3339_micro",
-    "object_key", "owner_reference", "owner_references", "parse_rfc3339", "pod_qos_class",
+    "NAME_ALPHABET", "object_key", "object_reference", "owner_reference", "owner_references", "parse_rfc3339", "pod_qos_class",
     "prepare_for_create", "prepare_for_update", "remove_finalizer", "remove_owner_reference",
     "resource_version", "set_annotation", "set_label", "split_object_key", "uid",
 ]
@@ -109,6 +109,15 @@ def set_annotation(obj: dict, key: str, value: str) -> None:
 def api_version(group: str, version: str) -> str:
     """``apps/v1``, or ``v1`` for the core group."""
     return f"{group}/{version}" if group else version
+
+
+def object_reference(obj: dict, field_path: str = "") -> dict:
+    """An ObjectReference to ``obj`` (an Event's ``involvedObject``): apiVersion, kind,
+    namespace, name, uid and resourceVersion, empty members left out."""
+    ref = {"apiVersion": obj.get("apiVersion") or "", "kind": obj.get("kind") or "",
+           "namespace": namespace(obj), "name": name(obj), "uid": uid(obj),
+           "resourceVersion": resource_version(obj), "fieldPath": field_path}
+    return {k: v for k, v in ref.items() if v}
 
 
 def object_key(obj: dict) -> str:

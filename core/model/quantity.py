@@ -33,11 +33,12 @@ import fractions
 import re
 from typing import Any
 
-__all__ = ["Quantity", "QuantityError", "QuantityFormat", "parse_quantity"]
+__all__ = ["QUANTITY_REGEX", "Quantity", "QuantityError", "QuantityFormat", "parse_quantity"]
 
 _NANO = 10**9
 _MAX_INT64 = 2**63 - 1
 _MAX_EXPONENT = 1000  # refuse absurd exponents (1e999999999) instead of computing them
+#: The grammar of a quantity, as Kubernetes states it in its error message.
 QUANTITY_REGEX = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 
 

@@ -281,3 +281,13 @@ def test_pod_qos_class_before_defaults():
     # limits alone imply equal requests, whether or not defaulting has copied them yet
     assert M.pod_qos_class(_pod({"limits": {"cpu": "1", "memory": "1Gi"}})) == "Guaranteed"
     assert M.pod_qos_class(_pod({"limits": {"cpu": "1"}})) == "Burstable"
+
+
+def test_object_reference():
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "p", "namespace": "d", "uid": "u", "resourceVersion": "4"}}
+    assert M.object_reference(pod) == {"apiVersion": "v1", "kind": "Pod", "namespace": "d",
+                                       "name": "p", "uid": "u", "resourceVersion": "4"}
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n"}}
+    assert M.object_reference(node, "spec") == {"apiVersion": "v1", "kind": "Node", "name": "n",
+                                                "fieldPath": "spec"}

@@ -278,3 +278,38 @@ def test_event_fields_core_and_events_api():
     assert sel.matches(new)
     assert field_set("Event", new)["reportingComponent"] == "sched"
     assert field_set("Event", new)["source"] == "old"
+
+
+# ------------------------------------------------------------------------ property tests
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_names = st.sampled_from(["a", "app", "tier", "x1", "in", "notin"])
+_keys = st.one_of(_names, st.builds(lambda p, n: f"{p}.io/{n}", st.sampled_from(["k8s", "ex"]),
+                                    _names))
+_values = st.sampled_from(["", "a", "web", "db", "in", "v1.2", "My_Value", "0", "12"])
+
+
+@st.composite
+def requirements(draw):
+    key = draw(_keys)
+    op = draw(st.sampled_from(["=", "==", "!=", "in", "notin", "exists", "!", "gt", "lt"]))
+    if op in ("exists", "!"):
+        values = []
+    elif op in ("gt", "lt"):
+        values = [str(draw(st.integers(0, 99)))]  # "-1" is not a label value, as in Kubernetes
+    elif op in ("in", "notin"):
+        values = draw(st.lists(_values, min_size=1, max_size=3))
+    else:
+        values = [draw(_values)]
+    return Requirement.new(key, op, values)
+
+
+@settings(database=None)
+@given(st.lists(requirements(), max_size=4),
+       st.dictionaries(_keys, _values, max_size=4))
+def test_string_form_round_trips_and_matches_the_same(reqs, labels):
+    sel = LabelSelector(tuple(sorted(reqs, key=lambda r: r.key)))
+    parsed = LabelSelector.parse(sel.to_string())
+    assert parsed.to_string() == sel.to_string()
+    assert parsed.matches(labels) == sel.matches(labels) == all(r.matches(labels) for r in reqs)
