@@ -5,32 +5,30 @@ Every error the API server returns to a client is a :class:`StatusError`; its
 status. Each subclass fixes the ``reason`` and ``code`` Kubernetes uses and builds the message
 the way Kubernetes words it, so kubectl and the official clients show what users expect:
 
-=========================  ====  ========================  ====================================
-class                      code  reason                    message
-=========================  ====  ========================  ====================================
-:class:`BadRequest`        400   BadRequest                as given
-:class:`Unauthorized`      401   Unauthorized              as given (``not authorized``)
-:class:`Forbidden`         403   Forbidden                 ``pods "web" is forbidden: <why>``
-:class:`NotFound`          404   NotFound                  ``pods "web" not found``
-:class:`MethodNotAllowed`  405   MethodNotAllowed          ``<verb> is not supported on
-                                                           resources of kind "pods"``
-:class:`NotAcceptable`     406   NotAcceptable             ``only the following media types
-                                                           are accepted: ...``
-:class:`AlreadyExists`     409   AlreadyExists             ``pods "web" already exists``
-:class:`Conflict`          409   Conflict                  ``Operation cannot be fulfilled on
-                                                           pods "web": <why>``
-:class:`Gone`              410   Expired                   as given
-:class:`RequestEntity\     413   RequestEntityTooLarge     ``Request entity too large: ...``
-TooLarge`
-:class:`UnsupportedMedia\  415   UnsupportedMediaType      ``the body of the request was in an
-Type`                                                      unknown format - ...``
-:class:`Invalid`           422   Invalid                   ``Pod "web" is invalid: <errors>``
-:class:`TooManyRequests`   429   TooManyRequests           as given
-:class:`InternalError`     500   InternalError             ``Internal error occurred: ...``
-:class:`ServiceUnavail\    503   ServiceUnavailable        as given
-able`
-:class:`Timeout`           504   Timeout                   ``Timeout: ...``
-=========================  ====  ========================  ====================================
+====  =========================  ===========================  ===============================
+code  class                      reason                       message
+====  =========================  ===========================  ===============================
+400   ``BadRequest``             ``BadRequest``               as given
+401   ``Unauthorized``           ``Unauthorized``             as given, or ``not authorized``
+403   ``Forbidden``              ``Forbidden``                ``pods "web" is forbidden: ...``
+404   ``NotFound``               ``NotFound``                 ``pods "web" not found``
+405   ``MethodNotAllowed``       ``MethodNotAllowed``         ``watch is not supported on
+                                                              resources of kind "pods"``
+406   ``NotAcceptable``          ``NotAcceptable``            ``only the following media
+                                                              types are accepted: ...``
+409   ``AlreadyExists``          ``AlreadyExists``            ``pods "web" already exists``
+409   ``Conflict``               ``Conflict``                 ``Operation cannot be fulfilled
+                                                              on pods "web": ...``
+410   ``Gone`` (= ``Expired``)   ``Expired``                  as given
+413   ``RequestEntityTooLarge``  ``RequestEntityTooLarge``    ``Request entity too large: ...``
+415   ``UnsupportedMediaType``   ``UnsupportedMediaType``     ``the body of the request was in
+                                                              an unknown format - ...``
+422   ``Invalid``                ``Invalid``                  ``Pod "web" is invalid: ...``
+429   ``TooManyRequests``        ``TooManyRequests``          as given
+500   ``InternalError``          ``InternalError``            ``Internal error occurred: ...``
+503   ``ServiceUnavailable``     ``ServiceUnavailable``       as given
+504   ``Timeout``                ``Timeout``                  ``Timeout: ...``
+====  =========================  ===========================  ===============================
 
 Resource-scoped errors name the *qualified resource* (``deployments.apps``; plain ``pods``
 for the core group) in the message and put the resource plural in ``details.kind``, as
@@ -43,6 +41,8 @@ returns lists of them; :meth:`Invalid.from_errors` turns a list into the 422 err
 
 :meth:`StatusError.from_status` goes the other way (for API clients): a ``Status`` dict back
 to the matching subclass.
+
+Since 0.1.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ kubectl-style name resolution and RBAC ask:
 :func:`builtin_registry` returns a fresh registry holding the Kubernetes kinds Pilothouse
 serves. It is mutable: the API server adds the kinds plugins contribute through the
 ``pilothouse_register_kinds`` hook and those CustomResourceDefinitions define, at runtime.
+
+Since 0.1.
 """
 
 from __future__ import annotations

@@ -23,6 +23,8 @@ float). ``str()`` is Kubernetes' canonical form, which keeps the format family:
 
 Sums and differences keep the left operand's family (the right one's when the left is
 zero), as Kubernetes' ``Add`` and ``Sub`` do.
+
+Since 0.1.
 """
 
 from __future__ import annotations
