@@ -555,10 +555,10 @@ def _resolve(obj: Any, path: Path, node: Field) -> tuple[Any, Any, Field] | None
     return None
 
 
-def _prune(obj: dict, to_remove: Iterable[Path], keep: FieldSet, node: Field) -> None:
+def _prune(obj: dict, to_remove: Iterable[Path], keep: FieldSet, node: Field, config: dict) -> None:
     """Remove ``to_remove`` paths from ``obj`` in place, sparing paths with kept
-    descendants and the key fields of list items that stay; then drop maps emptied by the
-    removal that nobody owns."""
+    descendants and the key fields of list items that stay; then drop maps and lists
+    emptied by the removal that nobody owns and the configuration does not mention."""
     kept_ancestors = keep.prefixes()
     for path in sorted(to_remove, key=len):
         if path in kept_ancestors or path in keep:
@@ -571,14 +571,16 @@ def _prune(obj: dict, to_remove: Iterable[Path], keep: FieldSet, node: Field) ->
             continue
         container, locator, _ = found
         del container[locator]
-        # Remove maps the removal left empty, unless someone owns them.
+        # Remove maps and lists the removal left empty, unless someone owns them (a typed
+        # Kubernetes object omits them too).
         parent = path[:-1]
-        while parent and parent[-1][0] == "f" and parent not in keep:
+        while parent and parent[-1][0] == "f" and parent not in keep \
+                and _resolve(config, parent, node) is None:
             up = _resolve(obj, parent, node)
             if up is None:
                 break
             holder, key, _ = up
-            if holder[key] != {}:
+            if holder[key] not in ({}, []):
                 break
             del holder[key]
             parent = parent[:-1]
@@ -931,7 +933,7 @@ def server_side_apply(
         owned_elsewhere = FieldSet()
         for entry in others:
             owned_elsewhere = owned_elsewhere | entry.fields
-        _prune(merged, (last.fields - applied).paths, applied | owned_elsewhere, node)
+        _prune(merged, (last.fields - applied).paths, applied | owned_elsewhere, node, applied_config)
 
     diff = compare_objects(live, merged, node)
     changed = _tracked(diff.added | diff.modified, ignore_paths)

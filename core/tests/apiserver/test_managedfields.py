@@ -192,6 +192,12 @@ def test_reapply_with_field_removed_removes_it():
     assert out["metadata"]["labels"] == {"app": "web"}
     assert '.spec.template.spec.containers[name="nginx"].env[name="B"]' not in owned(out, "kubectl", "Apply")
     assert entries(out)[("kubectl", "Apply")]["time"] == T1
+    # Emptied lists and maps go too, unless the configuration still mentions them.
+    gone = apply_ok(out, {**config(), "metadata": {"name": "web"}}, time=T2)
+    assert "env" not in containers(gone)[0]
+    assert "labels" not in gone["metadata"]
+    kept = apply_ok(out, config(labels={}, env=[]), time=T2)
+    assert containers(kept)[0]["env"] == [] and kept["metadata"]["labels"] == {}
 
 
 def test_reapply_without_a_container_removes_it_and_drops_emptied_lists_keys():
