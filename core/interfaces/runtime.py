@@ -618,7 +618,9 @@ class Runtime(abc.ABC):
         the agent re-lists them). May block for as long as the runtime takes to come up.
 
         Raises :class:`Unavailable` with a message saying what to fix (socket missing, binary
-        not installed, permission denied) when the runtime cannot be used.
+        not installed, permission denied) when the runtime cannot be used; the driver has
+        then released what it acquired, and the agent may call :meth:`open` again (retry
+        with back-off).
 
         Since 0.1.
         """
@@ -730,7 +732,7 @@ class Runtime(abc.ABC):
     async def pod_sandbox_status(self, sandbox_id: str) -> PodSandboxStatus:
         """Return the full status of one sandbox, including its IP and network namespace
         path. Called by the node agent after :meth:`run_pod_sandbox` (for ``podIP``) and on
-        every pod sync. Raises :class:`NotFound`. Read-only.
+        every pod sync. Raises :class:`NotFound`. Read-only; returns promptly.
 
         Since 0.1.
         """
@@ -781,7 +783,8 @@ class Runtime(abc.ABC):
         :class:`NotFound`; :class:`InvalidArgument` if the container is not CREATED;
         :class:`ContainerRuntimeError` when the process cannot be started (executable
         missing: the message says so, and the container is EXITED with a non-zero code,
-        usually 128).
+        usually 128). Not idempotent (a container starts once). Blocks until the process
+        exists (tens of milliseconds), not longer.
 
         Since 0.1.
         """
@@ -822,7 +825,7 @@ class Runtime(abc.ABC):
     async def container_status(self, container_id: str) -> ContainerStatus:
         """Return the full status of one container: state, exit code, reason, times, log
         path. Called by the node agent on every pod sync to build the pod's
-        ``containerStatuses``. Raises :class:`NotFound`. Read-only.
+        ``containerStatuses``. Raises :class:`NotFound`. Read-only; returns promptly.
 
         Since 0.1.
         """
@@ -877,7 +880,7 @@ class Runtime(abc.ABC):
         :class:`InvalidArgument` (container not running), :class:`ContainerRuntimeError`
         when the command cannot be started (the message says why). A command that runs and
         fails is not an error: it is a non-zero ``exit_code``. Blocks (asynchronously) until
-        the command ends.
+        the command ends. Not idempotent: every call runs the command again.
 
         Since 0.1.
         """
@@ -890,9 +893,9 @@ class Runtime(abc.ABC):
         Called by the node agent when the API server forwards ``pods/exec``. ``stdin``,
         ``stdout``, ``stderr`` say which streams the client wants (at least one of the
         three); with ``tty`` stderr is merged into stdout. Nothing runs until the agent
-        connects to the URL. Raises :class:`NotFound`, :class:`InvalidArgument`
-        (container not running), :class:`Unsupported` without :attr:`Feature.STREAMING`
-        (the default).
+        connects to the URL. Each call prepares a new session; returns promptly. Raises
+        :class:`NotFound`, :class:`InvalidArgument` (container not running),
+        :class:`Unsupported` without :attr:`Feature.STREAMING` (the default).
 
         Since 0.1.
         """
@@ -902,7 +905,10 @@ class Runtime(abc.ABC):
                      stdout: bool = True, stderr: bool = True) -> str:
         """Prepare an attach session to a RUNNING container's main process and return its
         streaming URL, as :meth:`exec` does (``kubectl attach``; ``stdin`` needs the
-        container created with ``stdin=True``). Raises :class:`NotFound`,
+        container created with ``stdin=True``; ``tty`` must match its config).
+
+        Called by the node agent when the API server forwards ``pods/attach``. Each call
+        prepares a new session; returns promptly. Raises :class:`NotFound`,
         :class:`InvalidArgument`, :class:`Unsupported` (the default).
 
         Since 0.1.
@@ -913,7 +919,11 @@ class Runtime(abc.ABC):
         """Prepare a port-forward session into a READY sandbox's network namespace and
         return its streaming URL, as :meth:`exec` does (``kubectl port-forward``). ``ports``
         lists the container ports the client will use (may be empty; the client names
-        ports per stream). Raises :class:`NotFound`, :class:`Unsupported` (the default).
+        ports per stream).
+
+        Called by the node agent when the API server forwards ``pods/portforward``. Each
+        call prepares a new session; returns promptly. Raises :class:`NotFound`,
+        :class:`Unsupported` (the default).
 
         Since 0.1.
         """
@@ -935,8 +945,10 @@ class Runtime(abc.ABC):
                                    labels: Mapping[str, str] | None = None
                                    ) -> list[ContainerStats]:
         """Return :meth:`container_stats` for every RUNNING container matching the filters
-        (as in :meth:`list_containers`). The default calls :meth:`container_stats` per
-        container; drivers override it with one bulk call. Raises :class:`Unsupported`.
+        (as in :meth:`list_containers`). Called by the node agent's metrics endpoint and
+        eviction manager, every few seconds. The default calls :meth:`container_stats` per
+        container; drivers override it with one bulk call. Read-only. Raises
+        :class:`Unsupported`.
 
         Since 0.1.
         """
@@ -953,8 +965,10 @@ class Runtime(abc.ABC):
 
     @abc.abstractmethod
     async def list_images(self) -> list[Image]:
-        """List every image in the node's image store (``Node.status.images``, image
-        garbage collection). Read-only.
+        """List every image in the node's image store.
+
+        Called by the node agent for ``Node.status.images`` (every node status update) and
+        by image garbage collection. Read-only; returns promptly.
 
         Since 0.1.
         """
