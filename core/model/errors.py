@@ -568,9 +568,7 @@ class FieldError:
     @classmethod
     def too_long(cls, path: FieldPath | str, value: Any, max_length: int) -> FieldError:
         """A value (or the total of a map) exceeds ``max_length`` bytes."""
-        unit = "byte" if max_length == 1 else "bytes"
-        return cls(FieldErrorType.TOO_LONG, path, value,
-                   f"may not be more than {max_length} {unit}")
+        return cls(FieldErrorType.TOO_LONG, path, value, f"must have at most {max_length} bytes")
 
     @classmethod
     def too_many(cls, path: FieldPath | str, actual: int, max_items: int) -> FieldError:

@@ -629,7 +629,7 @@ def _unescape(value: str) -> str:
         elif ch == "\\":
             escaped = True
         elif ch in ",=":
-            raise SelectorError(f"invalid field selector: unescaped character {ch}")
+            raise SelectorError(f"invalid field selector: unescaped character in value: {ch}")
         else:
             out.append(ch)
     if escaped:

@@ -107,7 +107,7 @@ def test_field_error_messages():
     assert str(FieldError.forbidden("metadata.namespace", "not allowed on this type")) == \
         "metadata.namespace: Forbidden: not allowed on this type"
     assert str(FieldError.too_long("metadata.annotations", "", 262144)) == \
-        "metadata.annotations: Too long: may not be more than 262144 bytes"
+        "metadata.annotations: Too long: must have at most 262144 bytes"
     assert str(FieldError.not_found("spec.containers[0].volumeMounts[0].name", "v")) == \
         'spec.containers[0].volumeMounts[0].name: Not found: "v"'
     assert str(FieldError.type_invalid("spec.replicas", "3", "must be an integer")) == \

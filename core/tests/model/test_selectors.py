@@ -203,7 +203,7 @@ def test_field_selector_parse():
     ("spec.nodeName", "invalid selector: 'spec.nodeName'; can't understand 'spec.nodeName'"),
     ("a=b,c", "invalid selector: 'a=b,c'; can't understand 'c'"),
     (r"a=b\x", r"invalid field selector: invalid escape sequence: \x"),
-    ("a=b=c", "invalid field selector: unescaped character ="),
+    ("a=b=c", "invalid field selector: unescaped character in value: ="),
 ])
 def test_field_selector_parse_errors(text, message):
     with pytest.raises(SelectorError) as info:

@@ -161,7 +161,7 @@ def test_object_meta_labels_annotations():
                                    "must be an empty string")
     big = {"metadata": {"name": "n", "annotations": {"a": "x" * (256 * 1024)}}}
     assert texts(V.validate_object_meta(big, False)) == [
-        "metadata.annotations: Too long: may not be more than 262144 bytes"]
+        "metadata.annotations: Too long: must have at most 262144 bytes"]
     ok = {"metadata": {"name": "n", "annotations": {"a": "x" * (256 * 1024 - 1)}}}
     assert V.validate_object_meta(ok, False) == []
 
@@ -598,7 +598,7 @@ def test_configmap():
         "'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"]
     assert paths(V.validate("ConfigMap", cm)) == ["data[bad key]", "data[dup]"]
     big = {"metadata": {"name": "c", "namespace": "d"}, "data": {"a": "x" * (1024 * 1024 + 1)}}
-    assert texts(V.validate("ConfigMap", big)) == ["Too long: may not be more than 1048576 bytes"]
+    assert texts(V.validate("ConfigMap", big)) == ["Too long: must have at most 1048576 bytes"]
 
 
 def secret(type_=None, **data):
@@ -628,7 +628,7 @@ def test_secret():
                                              **{".dockerconfigjson": "{nope"}))) == [
         "data[.dockerconfigjson]"]
     big = secret(a="x" * (1024 * 1024 + 1))
-    assert texts(V.validate("Secret", big)) == ["data: Too long: may not be more than 1048576 "
+    assert texts(V.validate("Secret", big)) == ["data: Too long: must have at most 1048576 "
                                                 "bytes"]
 
 
