@@ -27,8 +27,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator
 
 from pilothouse.apiserver.patch import PatchError, json_equal
 from pilothouse.apiserver.patch_strategies import EMPTY, Field, strategy_for

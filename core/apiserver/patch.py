@@ -14,7 +14,10 @@ float, bool, None), never mutates its arguments, and returns a new value. Failur
 from __future__ import annotations
 
 import json
+from types import MappingProxyType
 from typing import Any, Mapping
+
+from pilothouse.apiserver.patch_strategies import EMPTY, Field
 
 __all__ = [
     "PatchError",
@@ -344,8 +347,6 @@ def _apply_one(doc: Any, index: int, op: Any) -> Any:
 # added where the live object has none is cleaned of directives and nulls (Kubernetes
 # stores it raw and relies on typed decoding to drop unknown ``$`` keys).
 
-from pilothouse.apiserver.patch_strategies import EMPTY, Field  # noqa: E402
-
 _DIRECTIVE = "$patch"
 _RETAIN_KEYS = "$retainKeys"
 _SET_ORDER = "$setElementOrder/"
@@ -376,8 +377,6 @@ def _as_node(schema: Any) -> Field:
     if isinstance(schema, Field):
         return schema
     if isinstance(schema, Mapping):
-        from types import MappingProxyType
-
         return Field(fields=MappingProxyType(dict(schema)))
     raise TypeError(f"schema must be a Field or a mapping, not {type(schema).__name__}")
 
