@@ -670,6 +670,32 @@ class RuntimeConformance:
                 assert re.match(r"^https?://", url), url
         self.run(body())
 
+    def test_exec_stream_over_websocket(self):
+        """The URL speaks Kubernetes' remotecommand protocol: what the node agent proxies
+        for ``kubectl exec`` (WebSocket subprotocol ``v4.channel.k8s.io``: one byte of
+        channel, 1 stdout, 2 stderr, 3 the final status)."""
+        self.require(Feature.STREAMING)
+        import json
+
+        import aiohttp
+
+        async def body():
+            sandbox = await self.sandbox()
+            cid = await self.container(sandbox)
+            url = await self.runtime.exec(
+                cid, ["sh", "-c", "echo to-out; echo to-err >&2; exit 3"])
+            channels: dict[int, bytes] = {}
+            async with aiohttp.ClientSession() as session, session.ws_connect(
+                    re.sub(r"^http", "ws", url), protocols=["v4.channel.k8s.io"]) as ws:
+                async for msg in ws:
+                    if msg.type == aiohttp.WSMsgType.BINARY and msg.data:
+                        channels[msg.data[0]] = channels.get(msg.data[0], b"") + msg.data[1:]
+            assert channels.get(1) == b"to-out\n" and channels.get(2) == b"to-err\n", channels
+            status = json.loads(channels[3])
+            assert status["status"] == "Failure" and status["reason"] == "NonZeroExitCode"
+            assert status["details"]["causes"][0]["message"] == "3"
+        self.run(body())
+
     # =========================================================================================
     # stopping
 
