@@ -509,7 +509,8 @@ def _cell(value, unit: str) -> str:
     return f"{statistics.median(value):.2f} s (max {max(value):.2f}, n={len(value)})"
 
 
-def print_table(results: dict[str, dict], size: int, plan: dict) -> None:
+def print_table(results: dict[str, dict], size: int, plan: dict,
+                load_before: float) -> None:
     names = list(results)
     cols = [[results[n].get("version", n) if isinstance(results[n], dict) else n
              for n in names]]
@@ -520,14 +521,17 @@ def print_table(results: dict[str, dict], size: int, plan: dict) -> None:
             r = results[n]
             row.append(r if isinstance(r, str) else _cell(r[key], unit))
         body.append([label] + row)
-    header = ["3 members, loopback"] + cols[0]
+    header = ["metric"] + cols[0]
     widths = [max(len(str(r[i])) for r in [header] + body) for i in range(len(header))]
     line = "  ".join("-" * w for w in widths)
     print()
-    print(f"Store benchmark: {size} B values, fsync on; sequential {plan['seq']} writes, "
-          f"{plan['conc16']}/{plan['conc64']} writes with 16/64 writers, "
-          f"{plan['watch']} watched writes, {plan['failover']} leader kill(s); "
-          f"{os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(f"Store benchmark: 3 members per store on loopback, {size} B values, fsync on")
+    print(f"  runs: {plan['seq']} sequential writes; {plan['conc16']} and {plan['conc64']} "
+          f"writes with 16 and 64 writers; {plan['watch']} watched writes; "
+          f"{plan['failover']} leader kill(s)")
+    print(f"  machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, load "
+          f"average {load_before:.1f} before / {os.getloadavg()[0]:.1f} after (other load "
+          f"skews the figures)")
     print(line)
     print("  ".join(str(c).ljust(w) for c, w in zip(header, widths)))
     print(line)
@@ -567,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     def on_signal(signum, frame):
         raise KeyboardInterrupt
 
+    load_before = os.getloadavg()[0]
     previous = signal.signal(signal.SIGTERM, on_signal)
     try:
         for name in names:
@@ -583,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 if backend is not None:
                     backend.stop()
-        print_table(results, args.value_size, plan)
+        print_table(results, args.value_size, plan, load_before)
     except KeyboardInterrupt:
         _say("interrupted; cleaning up")
         return 130
