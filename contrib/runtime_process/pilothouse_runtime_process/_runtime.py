@@ -257,6 +257,8 @@ class ProcessRuntime(Runtime):
         mode = self.options.rootfs
         self.chroot = mode == "chroot" or (mode == "auto" and self.is_root)
         features = {Feature.IMAGES, Feature.STATS}
+        if self.chroot:
+            features.add(Feature.MOUNTS)  # bind mounts in a private mount namespace
         self.features = frozenset(features)
         self.store = images.ImageStore(os.path.join(self.state_dir, "images"))
         self._sandboxes: dict[str, _Sandbox] = {}
@@ -449,8 +451,8 @@ class ProcessRuntime(Runtime):
     async def create_container(self, sandbox_id: str, config: ContainerConfig,
                                sandbox_config: PodSandboxConfig) -> str:
         """Resolve the image, command, environment, user and working directory, and (in
-        chroot mode) copy the image's root filesystem for the container. Mounts are
-        recorded but not made (see the README)."""
+        chroot mode) copy the image's root filesystem for the container and create its
+        mount points. Mounts are made in chroot mode only (see the README)."""
         sandbox = self._sandbox(sandbox_id)
         if sandbox.state is not PodSandboxState.READY:
             raise InvalidArgument(f"sandbox {sandbox_id} is not ready")
@@ -520,8 +522,11 @@ class ProcessRuntime(Runtime):
         uid, gid, groups, home = self._user(root, config, image)
         env.setdefault("HOME", home)
         workdir = config.working_dir or image.working_dir
+        mounts = []
         if root is not None:
             os.makedirs(_in_root(root, workdir), exist_ok=True)
+            for m in config.mounts:
+                mounts.append(self._mount_point(root, m))
         elif not os.path.isdir(workdir):
             if config.working_dir:
                 raise InvalidArgument(f"working directory {workdir} does not exist on the "
@@ -531,9 +536,29 @@ class ProcessRuntime(Runtime):
             if uid is not None:
                 os.chown(workdir, uid, gid if gid is not None else -1)
         return {"argv": argv, "env": env, "root": root, "workdir": workdir, "uid": uid,
+                "mount_namespace": root is not None, "mounts": mounts,
                 "gid": gid, "groups": groups, "tty": config.tty, "stdin": config.stdin,
                 "oom_score_adj": config.resources.oom_score_adj,
                 "no_new_privs": config.security.no_new_privs}
+
+    @staticmethod
+    def _mount_point(root: str, mount: Mount) -> dict:
+        """Check a bind mount and create its mount point in the container's root."""
+        if not os.path.isabs(mount.container_path) or not os.path.isabs(mount.host_path):
+            raise InvalidArgument(f"mount {mount.host_path} -> {mount.container_path}: both "
+                                  f"paths must be absolute")
+        if not os.path.exists(mount.host_path):
+            raise InvalidArgument(f"mount source {mount.host_path} does not exist")
+        target = _in_root(root, mount.container_path)
+        if target == root:
+            raise InvalidArgument("a volume cannot be mounted on the container's /")
+        if os.path.isdir(mount.host_path):
+            os.makedirs(target, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            if not os.path.exists(target):
+                open(target, "a").close()
+        return {"host_path": mount.host_path, "target": target, "readonly": mount.readonly}
 
     def _populate_root(self, root: str, sandbox: _Sandbox) -> None:
         """Give a chroot the files a container expects: device nodes, hosts, resolv.conf."""

@@ -40,6 +40,9 @@ import time
 MAX_RECORD = 16 * 1024  # CRI runtimes split longer lines into partial records
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
+CLONE_NEWNS = 0x00020000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
 
 
 def _libc():
@@ -81,8 +84,52 @@ def rfc3339_nano(ns: int) -> str:
 # entering the container's environment (used in the child before exec)
 
 
-def enter(spec: dict, libc) -> None:
-    """chroot, chdir, drop to the container's user; raise OSError naming the step."""
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(libc, source: str | None, target: str, fstype: str | None, flags: int) -> None:
+    enc = (lambda v: None if v is None else v.encode())
+    _check(libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), None),
+           f"mount {source or fstype} on {target}")
+
+
+def private_mounts(spec: dict, libc) -> None:
+    """In a new mount namespace (so nothing shows on the host and everything vanishes with
+    the container's last process): bind-mount the spec's volumes into the root and mount
+    /proc. ``spec["mounts"]`` holds host paths and absolute targets already inside root."""
+    _check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
+    for m in spec.get("mounts") or ():
+        _mount(libc, m["host_path"], m["target"], None, MS_BIND | MS_REC)
+        if m.get("readonly"):
+            _mount(libc, None, m["target"], None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+    proc = os.path.join(spec["root"], "proc")
+    _mount(libc, "proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def join_mounts(pid: int, start: int | None, libc) -> None:
+    """Enter the mount namespace of the container process ``pid`` (checked against its
+    start time, so a reused pid is never joined)."""
+    fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if proc_start_time(pid) != start:
+            raise OSError(3, "the container's process is gone")
+        _check(libc.setns(fd, CLONE_NEWNS), "setns(mount namespace)")
+    finally:
+        os.close(fd)
+
+
+def enter(spec: dict, libc, join: tuple[int, int | None] | None = None) -> None:
+    """Set up mounts (or join the container's), chroot, chdir, drop to the container's
+    user; raise OSError naming the step."""
+    if spec.get("mount_namespace") and libc is not None:
+        if join is None:
+            private_mounts(spec, libc)
+        else:
+            join_mounts(join[0], join[1], libc)
     adj = spec.get("oom_score_adj")
     if adj:
         try:
@@ -248,14 +295,20 @@ def run(directory: str) -> int:
         stdout, stderr = out_w, err_w
         readers = [(out_r, "stdout"), (err_r, "stderr")]
 
+    why_r, why_w = os.pipe()  # the child's reason when set-up fails (Popen drops it)
+
     def child_setup() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # ignoring is inherited
             signal.signal(sig, signal.SIG_DFL)
-        if spec.get("tty"):
-            import fcntl
-            import termios
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-        enter(spec, libc)
+        try:
+            if spec.get("tty"):
+                import fcntl
+                import termios
+                fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            enter(spec, libc)
+        except OSError as exc:
+            os.write(why_w, str(exc).encode())
+            raise
 
     started_at = time.time()
     try:
@@ -264,13 +317,17 @@ def run(directory: str) -> int:
             start_new_session=True, preexec_fn=child_setup, close_fds=True,
             restore_signals=True)
     except (OSError, subprocess.SubprocessError) as exc:
-        message = _start_error(spec, exc)
+        os.close(why_w)
+        why = os.read(why_r, 4096).decode(errors="replace")
+        message = _start_error(spec, exc, why)
         write_json_atomic(os.path.join(directory, "exit.json"), {
             "exit_code": 128, "finished_at": time.time(), "reason": "StartError",
             "message": message, "started_at": started_at})
         report.write(json.dumps({"error": message}) + "\n")
         report.close()
         return 1
+    os.close(why_w)
+    os.close(why_r)
     for fd in {stdin, stdout, stderr} - {devnull}:
         os.close(fd)
     threads = [threading.Thread(target=pump, args=(fd, stream, log, bool(spec.get("tty"))),
@@ -309,8 +366,10 @@ def run(directory: str) -> int:
     return 0
 
 
-def _start_error(spec: dict, exc: BaseException) -> str:
+def _start_error(spec: dict, exc: BaseException, why: str = "") -> str:
     exe = spec["argv"][0] if spec.get("argv") else "?"
+    if why:
+        return f"cannot set up the process of {exe!r}: {why}"
     where = f" in {spec['root']}" if spec.get("root") else ""
     if isinstance(exc, FileNotFoundError):
         if "/" in exe:
@@ -334,8 +393,12 @@ def exec_in(directory: str, status_fd: int, argv: list[str]) -> int:
         spec = json.load(f)
     env = dict(spec["env"])
     os.set_inheritable(status_fd, False)
+    join = None
+    if spec.get("mount_namespace"):
+        started = json.load(open(os.path.join(directory, "started.json")))
+        join = (started["pid"], started["pid_start"])
     try:
-        enter(spec, _libc())
+        enter(spec, _libc(), join)
         os.execvpe(argv[0], argv, env)
     except OSError as exc:
         message = _start_error({**spec, "argv": argv}, exc)

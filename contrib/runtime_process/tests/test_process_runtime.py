@@ -19,6 +19,7 @@ from pilothouse.interfaces.runtime import (
     ContainerRuntimeError,
     ContainerState,
     Feature,
+    Mount,
     PodSandboxConfig,
     PodSandboxMetadata,
     SecurityContext,
@@ -100,6 +101,9 @@ def test_registered_as_the_process_runtime_entry_point(tmp_path):
     assert isinstance(rt, ProcessRuntime)
     assert rt.features == {Feature.IMAGES, Feature.STATS}
     assert not rt.chroot
+    if os.geteuid() == 0:
+        rt = build_driver("runtime", "process", {"state_dir": str(tmp_path)})
+        assert rt.chroot and rt.features == {Feature.IMAGES, Feature.STATS, Feature.MOUNTS}
 
 
 @needs_root
@@ -307,6 +311,51 @@ def test_non_root_cannot_switch_users(tmp_path, image_tar, monkeypatch):
         with pytest.raises(ContainerRuntimeError, match="not root"):
             await rt.create_container(sid, container_config(
                 ["true"], security=SecurityContext(run_as_user=os.getuid() + 1)), sconf)
+        await rt.remove_pod_sandbox(sid)
+        await rt.close()
+    asyncio.run(body())
+
+
+@needs_root
+def test_chroot_mounts_live_in_a_private_namespace(tmp_path, image_tar):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "in.txt").write_text("volume\n")
+    token = tmp_path / "token"
+    token.write_text("secret\n")
+    gone = tmp_path / "gone"
+    gone.mkdir()
+
+    async def body():
+        rt = await started(tmp_path, image_tar)
+        assert Feature.MOUNTS in rt.features
+        sconf = sandbox_config(tmp_path)
+        sid = await rt.run_pod_sandbox(sconf)
+        mounts = [Mount(container_path="/data", host_path=str(data)),
+                  Mount(container_path="/run/secrets/token", host_path=str(token),
+                        readonly=True)]
+        cid = await rt.create_container(sid, container_config(
+            ["sleep", "3600"], mounts=mounts), sconf)
+        await rt.start_container(cid)
+        code, out, err = await rt.exec_sync(cid, ["sh", "-c",
+            "cat /data/in.txt /run/secrets/token; echo new > /data/out.txt; "
+            "echo x > /run/secrets/token 2>/dev/null || echo READONLY; "
+            "ps -o comm | grep -c sleep"])
+        assert code == 0, err
+        lines = out.decode().splitlines()
+        assert lines[:3] == ["volume", "secret", "READONLY"] and int(lines[3]) >= 1
+        assert (data / "out.txt").read_text() == "new\n"
+        # nothing of it is mounted on the host
+        container_dir = os.path.join(rt.state_dir, "containers", cid)
+        assert container_dir not in pathlib.Path("/proc/self/mountinfo").read_text()
+        # a mount source that vanished before start is a clear start error
+        cid2 = await rt.create_container(sid, container_config(
+            ["true"], "late", mounts=[Mount(container_path="/x", host_path=str(gone))]), sconf)
+        gone.rmdir()
+        with pytest.raises(ContainerRuntimeError, match=f"mount {gone}"):
+            await rt.start_container(cid2)
+        st = await rt.container_status(cid2)
+        assert (st.state, st.exit_code, st.reason) == (ContainerState.EXITED, 128, "StartError")
         await rt.remove_pod_sandbox(sid)
         await rt.close()
     asyncio.run(body())
