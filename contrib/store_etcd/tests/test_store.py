@@ -224,6 +224,28 @@ def test_compaction_by_another_client_is_found(etcd_server, tmp_path):
     run(body())
 
 
+def test_watch_reassembles_fragmented_responses(etcd_server, tmp_path):
+    """A watch catching up over more event bytes than etcd sends in one response (its
+    --max-request-bytes, 4 MiB here) gets them in fragments, reassembled in order."""
+
+    async def body():
+        store = make(etcd_server, prefix_for(tmp_path))
+        await store.open()
+        try:
+            values = [bytes([i]) * 1_500_000 for i in range(6)]
+            for i, value in enumerate(values):
+                await store.create(f"/big/{i}", value)
+            watch = store.watch("/big/", after_revision=0)
+            got = [await asyncio.wait_for(anext(watch), 30) for _ in values]
+            assert [e.kv.value for e in got] == values
+            assert [e.revision for e in got] == list(range(1, 7))
+            await watch.aclose()
+        finally:
+            await store.close()
+
+    run(body())
+
+
 @pytest.mark.slow
 def test_three_members_survive_leader_kill(etcd_cluster3, tmp_path):
     """Kill -9 the leader of a 3-member etcd: writes go on (after an election) and a watch
