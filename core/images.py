@@ -278,11 +278,12 @@ def _walk_sorted(root: str) -> Iterator[tuple[str, os.stat_result]]:
                 yield f"{entry.name}/{sub}", sub_st
 
 
-def _write_layer(directory: str, raw: IO[bytes], progress: Progress | None
-                 ) -> tuple[str, str, int]:
+def _write_layer(directory: str, raw: IO[bytes], progress: Progress | None,
+                 exclude: str | None = None) -> tuple[str, str, int]:
     """Write ``directory`` as a deterministic gzip layer to ``raw``; return
-    (digest, diff_id, size)."""
-    items = list(_walk_sorted(directory))
+    (digest, diff_id, size). ``exclude`` is a path relative to ``directory`` to leave out
+    (the output tar, when it is written inside the directory)."""
+    items = [(rel, st) for rel, st in _walk_sorted(directory) if rel != exclude]
     inodes = {(st.st_dev, st.st_ino): st.st_size for _, st in items if stat.S_ISREG(st.st_mode)}
     total = sum(inodes.values())
     done = [0]
@@ -389,6 +390,7 @@ def build_image(directory: str | os.PathLike, name: str, tag: str,
     :param tag: the tag; the image's reference is ``normalize_ref(f"{name}:{tag}")``.
     :param output_tar: the file to write; replaced atomically (a temporary file in the same
         directory is renamed over it), so a failed build never leaves a half-written tar.
+        When it lies inside ``directory`` it is not part of the image.
     :param entrypoint: the image's ``Entrypoint``: a list of strings, or one string split
         like a POSIX shell would (:func:`shlex.split`). None leaves it unset.
     :param cmd: the image's ``Cmd``, same forms as ``entrypoint``.
@@ -420,8 +422,11 @@ def build_image(directory: str | os.PathLike, name: str, tag: str,
     env_list = _env_list(env)
     output_tar = os.path.abspath(os.fspath(output_tar))
     out_dir = os.path.dirname(output_tar)
+    inside = os.path.relpath(output_tar, os.path.realpath(directory))
+    exclude = None if inside.startswith("..") else inside
     with tempfile.TemporaryFile(dir=out_dir) as layer_file:
-        layer_digest, diff_id, layer_size = _write_layer(directory, layer_file, progress)
+        layer_digest, diff_id, layer_size = _write_layer(directory, layer_file, progress,
+                                                         exclude)
         runtime_config: dict[str, Any] = {"Env": env_list, "WorkingDir": workdir or "/"}
         if entrypoint_list is not None:
             runtime_config["Entrypoint"] = entrypoint_list

@@ -221,6 +221,18 @@ def test_build_reports_progress_and_replaces_the_output_atomically(rootfs, tmp_p
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".image-")]
 
 
+def test_an_output_inside_the_directory_is_not_packed(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "file").write_text("x")
+    first = images.build_image(root, "a", "1", root / "a.tar")
+    assert images.build_image(root, "a", "1", root / "a.tar") == first  # not "a.tar" inside
+    with tarfile.open(root / "a.tar") as tar:
+        layer = images.read_image_tar(root / "a.tar").image().layers[0]
+        with tarfile.open(fileobj=tar.extractfile(layer.member)) as inner:
+            assert inner.getnames() == ["file"]
+
+
 def test_string_entrypoint_and_cmd_are_split_like_a_shell(tmp_path):
     (tmp_path / "root").mkdir()
     out = tmp_path / "o.tar"
