@@ -42,6 +42,25 @@ def image_tar(tmp_path_factory):
                                files={"/etc/motd": b"inside the image\n"})
 
 
+@pytest.fixture(autouse=True)
+def no_leftovers(tmp_path):
+    """Whatever a test leaves running (it failed half-way), remove it afterwards."""
+    yield
+
+    async def purge():
+        state = tmp_path / "state"
+        if not state.is_dir():
+            return
+        rt = ProcessRuntime(ProcessRuntime.Options(state_dir=str(state), rootfs="host"))
+        await rt.open()
+        for sandbox in await rt.list_pod_sandboxes():
+            await rt.remove_pod_sandbox(sandbox.id)
+        for container in await rt.list_containers():
+            await rt.remove_container(container.id)
+        await rt.close()
+    asyncio.run(purge())
+
+
 def make(tmp_path, rootfs="chroot"):
     return ProcessRuntime(ProcessRuntime.Options(state_dir=str(tmp_path / "state"),
                                                  rootfs=rootfs))
