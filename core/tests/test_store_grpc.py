@@ -44,6 +44,23 @@ class TestMemoryStoreOverGrpc(GrpcStoreConformance):
     durable = False
 
 
+def _installed_stores() -> set[str]:
+    from pilothouse.plugins import discover
+    return {p.name for p in discover(["store"], load=False)}
+
+
+@pytest.mark.skipif("raft" not in _installed_stores(),
+                    reason="the raft store plugin (plugins/store_raft) is not installed")
+class TestRaftStoreOverGrpc(GrpcStoreConformance):
+    """The built-in durable store through the channel, restarts included (tox env
+    store-remote). By entry-point name: the core never imports a plugin."""
+
+    plugin = "raft"
+
+    def store_options(self, tmp_path):
+        return {"data_dir": str(tmp_path / "raft")}
+
+
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 60))
 
