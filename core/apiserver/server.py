@@ -27,7 +27,7 @@ from pilothouse.interfaces.store import Store
 from pilothouse.model import defaults, errors, meta, selectors, validation
 from pilothouse.model.kinds import Kind, KindRegistry, builtin_registry
 
-from pilothouse.apiserver import discovery, managedfields, patch_strategies, rest
+from pilothouse.apiserver import crd, discovery, managedfields, patch_strategies, rest
 from pilothouse.apiserver import patch as patching
 from pilothouse.apiserver import request as rq
 from pilothouse.apiserver import tables
@@ -105,6 +105,7 @@ class APIServer:
         self.app = web.Application(client_max_size=rq.MAX_BODY + 1)
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
         self.node_proxy: Callable | None = None  # set by the streaming module (logs, exec)
+        self.crds = crd.CRDManager(self)
 
     # -- plumbing ---------------------------------------------------------------------------
     def storage(self, kind: Kind) -> ResourceStorage:
@@ -129,6 +130,7 @@ class APIServer:
         """Start a watch cache per resource (so every list's resourceVersion can be watched
         from), then create the system namespaces and the ``kubernetes`` Service if missing."""
         await asyncio.gather(*(self.cache(kind) for kind in self.registry))
+        await self.crds.start()
         ns_kind = self.registry.get("", "v1", "Namespace")
         for name in SYSTEM_NAMESPACES:
             try:
@@ -368,6 +370,7 @@ class APIServer:
     def validate(self, kind: Kind, obj: dict, old: dict | None = None) -> None:
         problems = validation.validate(kind, obj) if old is None else \
             validation.validate_update(kind, obj, old)
+        problems += self.crds.validate(kind, obj)
         if problems:
             raise errors.Invalid(kind.kind, obj["metadata"].get("name", ""), problems,
                                  group=kind.group)
@@ -378,6 +381,11 @@ class APIServer:
         generated = not obj["metadata"].get("name") and bool(obj["metadata"].get("generateName"))
         meta.prepare_for_create(obj, kind)
         defaults.apply_defaults(kind, obj)
+        self.crds.default(kind, obj)
+        if self.crds.is_custom(kind) and kind.has_status() and not obj.get("status"):
+            obj.pop("status", None)  # custom resources start without a status
+        if kind == self.crds.crd_kind:
+            meta.add_finalizer(obj, "customresourcecleanup.apiextensions.k8s.io")
         await self.admit(ctx, "mutate", "CREATE", kind, obj, None, dry_run)
         self.validate(kind, obj)
         await self.admit(ctx, "validate", "CREATE", kind, obj, None, dry_run)
@@ -407,6 +415,7 @@ class APIServer:
         if bound_status is not None:
             new["status"] = bound_status
         defaults.apply_defaults(kind, new)
+        self.crds.default(kind, new)
         await self.admit(ctx, "mutate", "UPDATE", kind, new, current, dry_run, subresource)
         # the spec rules of an update do not apply to status writes and to the binding, which
         # is the one way to set a pod's nodeName
@@ -507,6 +516,10 @@ class APIServer:
 
     # -- patches and apply --------------------------------------------------------------------
     def strategic_merge(self, kind: Kind, obj: dict, patch: dict) -> dict:
+        if self.crds.is_custom(kind):
+            raise errors.StatusError(
+                "strategic merge patch is not supported for custom resources; use a JSON merge "
+                "patch (--type=merge) or a JSON patch", code=415, reason="UnsupportedMediaType")
         return patching.apply_strategic_merge_patch(
             obj, patch, patch_strategies.strategy_for(kind.group, kind.kind))
 

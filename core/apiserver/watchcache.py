@@ -113,6 +113,7 @@ class WatchCache:
         self.objects: dict[str, dict] = {}
         self.events: collections.deque[Event] = collections.deque(maxlen=window)
         self.watchers: set[Watcher] = set()
+        self.listeners: list[Callable[[Event], None]] = []  # in-process observers (CRDs)
         self.revision = 0  # every change up to here is applied
         self.oldest = 0  # events after this revision are in the window
         self._task: asyncio.Task | None = None
@@ -193,6 +194,8 @@ class WatchCache:
         self.events.append(event)
         for w in list(self.watchers):
             w.offer(event)
+        for listener in self.listeners:
+            listener(event)
         self._advance(ev.revision)
 
     def _advance(self, revision: int) -> None:
