@@ -121,7 +121,7 @@ class Informer:
     async def run(self) -> None:
         """List and watch until cancelled."""
         backoff = 0.2
-        need_list = True
+        need_list = not self.synced.is_set()  # a restarted informer resumes its watch
         resync_task = asyncio.create_task(self._resync()) if self.resync > 0 else None
         try:
             while True:
