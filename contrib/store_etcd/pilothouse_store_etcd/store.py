@@ -334,6 +334,11 @@ class EtcdStore(Store):
                 mode == "auto" and _progress_requests_safe(status.version))
             self._base = await self._load_base()
             self._compacted_seen = self._base
+            if not self._manual_progress:
+                log.info("etcd %s at %s: watch progress (bookmarks) comes from etcd's "
+                         "--experimental-watch-progress-notify-interval only; run etcd with "
+                         "it at or below the API server's progress interval (e.g. 1s)",
+                         status.version, where)
         except StoreError as exc:
             await self._channel.close()
             self._channel = None
