@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("apiserver", parents=[common], help="run the API server with the configured "
                    "store, authentication, authorization and admission plugins").set_defaults(
         handler=cmd_apiserver)
+    from pilothouse._image_cli import add_image_commands
+    add_image_commands(sub, common)
     builtin = set(sub.choices)
     pm = make_plugin_manager()
     for plugin in discover(["plugins"]):

@@ -100,17 +100,18 @@ class SchemaSet:
         return self.defs[name] if name else None
 
     def check(self, group: str, version: str, kind: str, obj: dict,
-              ignore: tuple[str, ...] = ("status",)) -> tuple[list[str], list[errors.FieldError]]:
-        """Walk ``obj`` against its schema. Returns (unknown field paths, type errors).
-        Top-level fields in ``ignore`` are not checked for unknown subfields."""
+              ignore: tuple[str, ...] = ("status",)
+              ) -> tuple[list[tuple[str, tuple]], list[errors.FieldError]]:
+        """Walk ``obj`` against its schema. Returns (unknown fields as ``(display path,
+        path parts)``, type errors). Top-level fields in ``ignore`` are not checked."""
         schema = self.schema_for(group, version, kind)
-        unknown: list[str] = []
+        unknown: list[tuple[str, tuple]] = []
         problems: list[errors.FieldError] = []
         if schema is not None:
-            self._walk(schema, obj, "", unknown, problems, ignore)
+            self._walk(schema, obj, "", (), unknown, problems, ignore)
         return unknown, problems
 
-    def _walk(self, schema: dict, value: Any, path: str, unknown: list[str],
+    def _walk(self, schema: dict, value: Any, path: str, parts: tuple, unknown: list,
               problems: list, ignore: tuple[str, ...] = ()) -> None:
         schema = _resolve(self.defs, schema)
         if value is None or schema.get("x-kubernetes-int-or-string") or "oneOf" in schema \
@@ -132,14 +133,15 @@ class SchemaSet:
                 child = f"{path}.{key}" if path else key
                 if props is not None and key in props:
                     if not (path == "" and key in ignore):
-                        self._walk(props[key], sub, child, unknown, problems)
+                        self._walk(props[key], sub, child, parts + (key,), unknown, problems)
                 elif isinstance(extra, dict):
-                    self._walk(extra, sub, child, unknown, problems)
+                    self._walk(extra, sub, child, parts + (key,), unknown, problems)
                 elif props is not None and extra is not True:
-                    unknown.append(child)
+                    unknown.append((child, parts + (key,)))
         elif actual == "array" and "items" in schema:
             for i, item in enumerate(value):
-                self._walk(schema["items"], item, f"{path}[{i}]", unknown, problems)
+                self._walk(schema["items"], item, f"{path}[{i}]", parts + (i,), unknown,
+                           problems)
 
     # -- OpenAPI v3 ------------------------------------------------------------------------
     def openapi_document(self, group: str, version: str, kinds: list) -> dict:

@@ -325,14 +325,14 @@ class APIServer:
                 causes=[p.to_cause() for p in problems])
         if not unknown:
             return []
-        messages = [f'unknown field "{path}"' for path in unknown]
+        messages = [f'unknown field "{path}"' for path, _ in unknown]
         if mode == "Strict":
             raise errors.BadRequest(
                 f"strict decoding error: {', '.join(messages)}",
                 causes=[{"reason": "FieldValueInvalid", "message": m, "field": p}
-                        for m, p in zip(messages, unknown)])
-        for path in unknown:
-            _drop_path(obj, path)
+                        for m, (p, _) in zip(messages, unknown)])
+        for _, parts in unknown:
+            _drop_path(obj, parts)
         return messages if mode == "Warn" else []
 
     async def admit(self, ctx: Context | None, phase: str, operation: str, kind: Kind,
@@ -673,15 +673,8 @@ def _namespace_finalizers(kind: Kind, obj: dict) -> bool:
         bool((obj.get("spec") or {}).get("finalizers"))
 
 
-def _drop_path(obj: Any, path: str) -> None:
-    """Remove the field at a dotted path with [i] indexes (unknown-field pruning)."""
-    import re
-    tokens = re.findall(r"[^.\[\]]+|\[\d+\]", path)
-    for tok in tokens[:-1]:
-        if tok.startswith("["):
-            obj = obj[int(tok[1:-1])]
-        else:
-            obj = obj[tok]
-    last = tokens[-1]
-    if isinstance(obj, dict):
-        obj.pop(last, None)
+def _drop_path(obj: Any, parts: tuple) -> None:
+    """Remove the field at ``parts`` (keys and list indexes): unknown-field pruning."""
+    for part in parts[:-1]:
+        obj = obj[part]
+    obj.pop(parts[-1], None)

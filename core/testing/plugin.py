@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import pytest
 
+# the conformance suites live in an installed package: let pytest explain their asserts
+pytest.register_assert_rewrite("pilothouse.testing.store", "pilothouse.testing.runtime")
+
 from pilothouse.config import parse_config
 from pilothouse.plugins import load_plugins
 from pilothouse.testing._drivers import build_driver
