@@ -17,8 +17,14 @@ The model is etcd v3's, reduced to what a Kubernetes API server needs:
 * Reads at a fixed past revision are served from retained history until that history is
   compacted; a read or watch that needs compacted history fails with :class:`Compacted`.
 
-Keys are ``str`` (the API server uses ``/registry/<resource>/<namespace>/<name>``); values are
-``bytes`` of up to at least 1.5 MiB. Keys sort by their UTF-8 bytes.
+Keys are non-empty ``str`` of at most 3 KiB (the API server uses
+``/registry/<resource>/<namespace>/<name>``); values are ``bytes`` of up to at least 1.5 MiB
+(a larger value than a driver accepts raises :class:`StoreError`). Keys sort by their UTF-8
+bytes. Revisions, limits and ``expected_revision`` are never negative.
+
+After :meth:`Store.close`, every other method raises :class:`StoreUnavailable` and every open
+watch finishes. History across a restart: :meth:`Store.compacted_revision` may rise when a
+store reopens (it kept less history), never fall; reads at or above it stay correct.
 
 All methods are coroutines run on the API server's event loop. A driver whose library
 blocks (threads, synchronous RPC) must move that work off the loop itself; a method must not
@@ -81,8 +87,8 @@ class ListResult:
     store's current revision for a current read). ``more`` is true when ``limit`` cut the
     list short: the caller continues with ``start_after=items[-1].key`` and
     ``revision=result.revision`` to read the next page at the same revision. ``count`` is the
-    total number of keys under the prefix at that revision, or ``None`` when the driver
-    cannot count cheaply.
+    total number of keys under the prefix at that revision (regardless of ``start_after`` and
+    ``limit``), or ``None`` when the driver cannot count cheaply.
     """
 
     items: list[KeyValue]
@@ -120,7 +126,8 @@ class StoreError(Exception):
 
 
 class KeyExists(StoreError):
-    """:meth:`Store.create` found the key present. ``kv`` is the existing state."""
+    """:meth:`Store.create` found the key present. ``kv`` is the existing state; drivers
+    must pass it (it is optional only so that a transport that lost it can still raise)."""
 
     def __init__(self, key: str, kv: KeyValue | None = None):
         super().__init__(f"key {key!r} already exists")
@@ -252,12 +259,18 @@ class Store(abc.ABC):
 
         Returns an async iterator (usually an async generator). The first ``__anext__``
         raises :class:`Compacted` when ``after_revision`` is older than the compacted
-        revision (``after_revision < compact_revision``). ``after_revision`` may be the
-        current revision (only new changes) but not greater.
+        revision (``after_revision < compact_revision``; stricter by one than etcd, whose
+        drivers must check it themselves). ``after_revision`` may be the current revision
+        (only new changes); a greater one raises :class:`StoreError` on the first
+        ``__anext__``.
 
         ``progress_interval`` (seconds): when set, the stream yields a PROGRESS event at least
         that often while nothing else is delivered, carrying a revision up to which the watch
-        is complete; the API server turns these into watch bookmarks. Events are only
+        is complete; the API server turns these into watch bookmarks. A PROGRESS revision is
+        at least ``after_revision`` and at most the store's current revision, never lower
+        than an earlier event of the same watch, and eventually reaches writes made outside
+        the prefix (so an idle prefix's watcher learns the store moved on). With
+        ``progress_interval=None`` a driver need not send PROGRESS events. Events are only
         delivered once committed (they would be returned by a linearizable read).
 
         The caller ends a watch by closing the iterator (``aclose()``) or abandoning it; a
@@ -275,6 +288,7 @@ class Store(abc.ABC):
         :class:`StoreError`. Who calls it: the API server, periodically."""
 
     async def compacted_revision(self) -> int:
-        """Return the oldest revision still readable (0 if never compacted). Drivers should
-        override this; the default says nothing was compacted."""
+        """Return the oldest revision still readable (0 if never compacted). Called by the
+        API server's compactor. Every driver that compacts must override this (the default,
+        0, is only right for a store that never compacts); the conformance suite checks it."""
         return 0
