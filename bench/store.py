@@ -519,7 +519,7 @@ def print_table(results: dict[str, dict], size: int, plan: dict,
         row = []
         for n in names:
             r = results[n]
-            row.append(r if isinstance(r, str) else _cell(r[key], unit))
+            row.append("not measured" if isinstance(r, str) else _cell(r[key], unit))
         body.append([label] + row)
     header = ["metric"] + cols[0]
     widths = [max(len(str(r[i])) for r in [header] + body) for i in range(len(header))]
@@ -540,7 +540,9 @@ def print_table(results: dict[str, dict], size: int, plan: dict,
     print(line)
     for n in names:
         r = results[n]
-        if isinstance(r, dict) and (r.get("errors16") or r.get("errors64")):
+        if isinstance(r, str):
+            print(f"{n}: {r}")
+        elif r.get("errors16") or r.get("errors64"):
             print(f"{n}: {r['errors16']} / {r['errors64']} failed writes in the 16/64 writer "
                   f"runs (not counted)")
 
@@ -584,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
                 results[name] = run_backend(backend, plan, args.value_size)
             except (ImportError, RuntimeError, OSError) as exc:
                 _say(f"{name}: not measured: {exc}")
-                results[name] = f"not measured ({str(exc).splitlines()[0][:60]})"
+                results[name] = f"not measured: {str(exc).splitlines()[0]}"
             finally:
                 if backend is not None:
                     backend.stop()

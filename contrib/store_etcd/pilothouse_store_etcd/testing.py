@@ -49,11 +49,10 @@ class EtcdNotFound(RuntimeError):
 
 def etcd_binary() -> str:
     """Path of the etcd server binary; raises :class:`EtcdNotFound`."""
-    path = os.environ.get("ETCD") or shutil.which("etcd") or (
-        "/usr/bin/etcd" if os.access("/usr/bin/etcd", os.X_OK) else None)
-    if not path:
-        raise EtcdNotFound("no etcd binary found: install the 'etcd-server' package or set "
-                           "$ETCD to the etcd server binary")
+    path = os.environ.get("ETCD") or shutil.which("etcd") or "/usr/bin/etcd"
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        raise EtcdNotFound(f"no etcd binary at {path!r}: install the 'etcd-server' package "
+                           f"or set $ETCD to the etcd server binary")
     return path
 
 
