@@ -141,8 +141,9 @@ def _progress_requests_safe(version: str) -> bool:
 
 # --- error classification ----------------------------------------------------------------
 
-_SAFE_RETRY = ("no leader", "too many requests", "raft proposal dropped",
-               "not capable", "leader changed")
+# etcd errors for requests it refused before proposing them (so a write was not applied),
+# plus "leader changed", which ReadIndex reads get during an election.
+_SAFE_RETRY = ("no leader", "too many requests", "raft proposal dropped", "leader changed")
 _UNKNOWN_OUTCOME = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                     grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED,
                     grpc.StatusCode.INTERNAL, grpc.StatusCode.ABORTED)
@@ -167,7 +168,7 @@ def _retryable(exc: aio.AioRpcError, idempotent: bool) -> bool:
     if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN,
                       grpc.StatusCode.RESOURCE_EXHAUSTED) and any(
             s in details for s in _SAFE_RETRY):
-        # "leader changed" is only returned to reads (ReadIndex) in etcd 3.4+.
+        # A write that got "leader changed" is not retried: its fate is not documented.
         return idempotent or "leader changed" not in details
     return idempotent and exc.code() in _UNKNOWN_OUTCOME
 
