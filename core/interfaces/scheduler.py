@@ -3,36 +3,78 @@
 Scheduler plugins (entry-point group ``pilothouse.scheduler``) are classes implementing one or
 more of the extension-point interfaces below. A *profile* in the config
 (``scheduler.profiles[]``, selected by a pod's ``spec.schedulerName``) lists plugins in order
-with a weight; the scheduler host calls, for each pod, per scheduling cycle:
+with a weight; the scheduler host (:mod:`pilothouse.scheduler`) calls, for each pod, per
+scheduling cycle:
 
 ``QueueSort`` (first configured plugin only) → ``PreFilter`` → ``Filter`` (per node) →
 ``PostFilter`` (only when no node passed; e.g. preemption) → ``PreScore`` → ``Score`` (per
-node) and ``normalize_scores`` → weighted sum, highest wins → ``Reserve`` → ``Permit`` →
-then, in the binding cycle: ``PreBind`` → ``Bind`` (first plugin not answering SKIP binds) →
+node) and ``normalize_scores`` → weighted sum, highest wins (ties broken at random) →
+``Reserve`` → ``Permit`` → then, in the binding cycle, which runs concurrently with the next
+pods' scheduling cycles: ``PreBind`` → ``Bind`` (first plugin not answering SKIP binds) →
 ``PostBind``. If anything after Reserve fails, ``unreserve`` is called on every Reserve plugin
-in reverse order.
+in reverse order, the pod's assumed place in the scheduler's cache is forgotten and the pod is
+requeued with back-off.
 
 Within an extension point plugins run in configured order. Every method may be a plain
 function or a coroutine; the scheduler host awaits coroutines. Filter and Score are called
-once per candidate node and must be fast and must not do I/O (read the
-:class:`NodeInfo` snapshot instead).
+once per candidate node and must be fast and must not do I/O (read the :class:`NodeInfo`
+snapshot instead): the host calls plain-function filters in a tight loop and only pays for
+``await`` when a plugin's method is a coroutine function.
 
-Version history: appeared in 0.1.
+Beside the extension points, a plugin may implement three optional interfaces:
+
+* :class:`HandleAware` — receive the framework :class:`Handle` once, after construction
+  (the API client, the cycle's snapshot of every node, shared informers, running the
+  profile's filters on a what-if :class:`NodeInfo`).
+* :class:`PreFilterExtensions` — keep the state computed in PreFilter up to date when the
+  framework adds or removes a pod on a node copy (nominated pods, preemption what-ifs).
+* :class:`EnqueueExtensions` — name the cluster events that can make a pod this plugin
+  rejected schedulable; the host then retries such a pod only on those events.
+
+The pods handed to plugins are the API objects (dicts). When the API server's admission did
+not resolve ``spec.priority`` (and ``spec.preemptionPolicy``) from ``spec.priorityClassName``,
+the host fills them in on its private copy from the PriorityClass objects (or the
+``globalDefault`` class), so plugins read :func:`pod_priority` and nothing else.
+
+Version history: appeared in 0.1. In 0.1 the framework also gained :class:`Handle`,
+:class:`HandleAware`, :class:`PreFilterExtensions`, :class:`EnqueueExtensions`, the
+:class:`NodeInfo` accounting methods and the resource helpers (:func:`pod_requests`,
+:func:`resource_amounts`, :func:`pod_priority`).
 """
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 import enum
+import functools
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Bind", "Code", "CycleState", "Filter", "NodeInfo", "Permit", "PostBind",
-           "PostFilter", "PreBind", "PreFilter", "PreScore", "QueueSort", "Reserve", "Score",
-           "Status", "MAX_NODE_SCORE"]
+from pilothouse.model.quantity import Quantity
+
+__all__ = ["Bind", "Code", "CycleState", "DEFAULT_MEMORY_REQUEST", "DEFAULT_MILLI_CPU_REQUEST",
+           "EVENTS", "EnqueueExtensions", "Filter", "Handle", "HandleAware", "MAX_NODE_SCORE",
+           "NodeInfo", "Permit", "PostBind", "PostFilter", "PreBind", "PreFilter",
+           "PreFilterExtensions", "PreScore", "QueueSort", "Reserve", "Score", "Status",
+           "fit_error_message", "normalized_image_name", "pod_key", "pod_priority", "pod_requests",
+           "resource_amounts"]
 
 #: Scores returned by normalize_scores must lie in [0, MAX_NODE_SCORE].
 MAX_NODE_SCORE = 100
+#: The CPU (millicores) and memory (bytes) a container without requests counts as when
+#: *scoring* (never when filtering), as in Kubernetes, so that request-less pods still spread.
+DEFAULT_MILLI_CPU_REQUEST = 100
+DEFAULT_MEMORY_REQUEST = 200 * 1024 * 1024
+
+#: Cluster events the host reports to the scheduling queue (see :class:`EnqueueExtensions`).
+#: ``Pod/*`` events are about pods *assigned* to a node; an update counts only when it
+#: changes what scheduling reads (``Node/Update`` stands for any of the three node update
+#: kinds; ``Pod/Update`` is a label change; a pod turning Succeeded/Failed is
+#: ``Pod/Delete``). ``*`` matches every event.
+EVENTS = ("Node/Add", "Node/Delete", "Node/Update", "Node/UpdateLabel", "Node/UpdateTaint",
+          "Node/UpdateAllocatable", "Pod/Add", "Pod/Update", "Pod/Delete",
+          "Namespace/Update", "PriorityClass/Add", "*")
 
 
 class Code(enum.Enum):
@@ -50,7 +92,11 @@ class Code(enum.Enum):
 class Status:
     """The result of one plugin call: a :class:`Code`, reasons shown to the user (one per
     line of the unschedulable summary, e.g. ``"Insufficient cpu"``) and, on failure, the name
-    of the plugin that failed (filled in by the framework)."""
+    of the plugin that failed (filled in by the framework).
+
+    The summary a pending pod gets counts each distinct reason over the nodes, Kubernetes'
+    way: ``0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint
+    {dedicated: gpu}.`` — so keep reasons short and stable (no node names)."""
 
     code: Code = Code.SUCCESS
     reasons: tuple[str, ...] = ()
@@ -60,10 +106,32 @@ class Status:
     def ok(self) -> bool:
         return self.code in (Code.SUCCESS, Code.SKIP)
 
+    @property
+    def message(self) -> str:
+        return ", ".join(self.reasons)
+
     @classmethod
     def unschedulable(cls, *reasons: str, resolvable: bool = True) -> "Status":
+        """UNSCHEDULABLE (or, with ``resolvable=False``, UNSCHEDULABLE_AND_UNRESOLVABLE)."""
         return cls(Code.UNSCHEDULABLE if resolvable else Code.UNSCHEDULABLE_AND_UNRESOLVABLE,
                    reasons)
+
+    @classmethod
+    def error(cls, message: str) -> "Status":
+        """An internal error (the pod is retried with back-off)."""
+        return cls(Code.ERROR, (message,))
+
+    @classmethod
+    def skip(cls) -> "Status":
+        """Nothing to do for this pod."""
+        return _SKIP
+
+    def with_plugin(self, plugin: str) -> "Status":
+        """This status attributed to ``plugin`` (the framework calls this)."""
+        return Status(self.code, self.reasons, plugin)
+
+
+_SKIP = Status(Code.SKIP)
 
 
 class CycleState:
@@ -71,8 +139,11 @@ class CycleState:
 
     Keys are strings owned by the writing plugin (use the plugin's name as a prefix). Values
     stored must support ``copy.deepcopy`` or define ``clone()``: preemption clones the state
-    to try evictions without disturbing the real cycle.
+    to try evictions without disturbing the real cycle (``clone()`` is much cheaper than a
+    deep copy: define it for anything bigger than a few fields).
     """
+
+    __slots__ = ("_data",)
 
     def __init__(self) -> None:
         self._data: dict[str, Any] = {}
@@ -80,6 +151,10 @@ class CycleState:
     def read(self, key: str) -> Any:
         """Return the value stored under ``key``; raises ``KeyError`` if absent."""
         return self._data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Return the value stored under ``key``, or ``default``."""
+        return self._data.get(key, default)
 
     def write(self, key: str, value: Any) -> None:
         """Store ``value`` under ``key`` for later extension points of this cycle."""
@@ -93,35 +168,366 @@ class CycleState:
         return other
 
 
+def fit_error_message(num_all_nodes: int, statuses: dict[str, Status],
+                      pre_filter_msg: str = "", post_filter_msg: str = "") -> str:
+    """Kubernetes' summary of a failed cycle, used for the PodScheduled condition, the
+    FailedScheduling event and by preemption plugins for their own part::
+
+        0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint
+        {dedicated: gpu}. preemption: 0/3 nodes are available: 3 No preemption victims
+        found for incoming pod.
+
+    ``statuses`` maps node names to their failing status; each reason is counted over the
+    nodes and the ``"<count> <reason>"`` parts are sorted. A PreFilter rejection replaces the
+    counts (``pre_filter_msg``); a PostFilter's message is appended as it is."""
+    if num_all_nodes == 0 and not statuses:
+        msg = "no nodes available to schedule pods"
+        return msg + (" " + post_filter_msg if post_filter_msg else "")
+    msg = f"0/{num_all_nodes} nodes are available:"
+    if pre_filter_msg:
+        msg += f" {pre_filter_msg}."
+    else:
+        hist = collections.Counter(r for s in statuses.values() for r in s.reasons)
+        if hist:
+            msg += " " + ", ".join(sorted(f"{n} {r}" for r, n in hist.items())) + "."
+    if post_filter_msg:
+        msg += " " + post_filter_msg
+    return msg
+
+
+# ----------------------------------------------------------------------------- resources
+
+
+@functools.lru_cache(maxsize=4096)
+def _amount(name: str, text: str) -> int:
+    q = Quantity(text)
+    return q.milli_value() if name == "cpu" else q.value()
+
+
+def resource_amounts(resources: dict | None) -> dict[str, int]:
+    """A ``ResourceList`` (``{"cpu": "500m", "memory": "1Gi"}``) as integers in base units:
+    cpu in millicores, everything else (memory and storage in bytes, ``pods``, extended
+    resources) rounded up to a whole number."""
+    if not resources:
+        return {}
+    return {name: _amount(name, str(value)) for name, value in resources.items()}
+
+
+def _add_into(total: dict[str, int], more: dict[str, int]) -> None:
+    for k, v in more.items():
+        total[k] = total.get(k, 0) + v
+
+
+def _max_into(total: dict[str, int], other: dict[str, int]) -> None:
+    for k, v in other.items():
+        if v > total.get(k, 0):
+            total[k] = v
+
+
+def pod_requests(pod: dict, non_zero: bool = False) -> dict[str, int]:
+    """What a pod requests, in :func:`resource_amounts` units, as Kubernetes computes it:
+    the larger of (all app containers plus sidecar init containers) and the largest
+    init-container step (each regular init container plus the sidecars started before it),
+    plus ``spec.overhead``.
+
+    With ``non_zero``, a container without a cpu or memory request counts as
+    :data:`DEFAULT_MILLI_CPU_REQUEST` / :data:`DEFAULT_MEMORY_REQUEST` (for scoring only);
+    only ``cpu`` and ``memory`` are returned then."""
+    spec = pod.get("spec") or {}
+
+    def one(container: dict) -> dict[str, int]:
+        req = resource_amounts((container.get("resources") or {}).get("requests"))
+        if non_zero:
+            return {"cpu": req.get("cpu") or DEFAULT_MILLI_CPU_REQUEST,
+                    "memory": req.get("memory") or DEFAULT_MEMORY_REQUEST}
+        return req
+
+    total: dict[str, int] = {}
+    for c in spec.get("containers") or ():
+        _add_into(total, one(c))
+    init_max: dict[str, int] = {}
+    sidecars: dict[str, int] = {}
+    for c in spec.get("initContainers") or ():
+        req = one(c)
+        if c.get("restartPolicy") == "Always":
+            _add_into(total, req)
+            _add_into(sidecars, req)
+            step = dict(sidecars)
+        else:
+            step = dict(req)
+            _add_into(step, sidecars)
+        _max_into(init_max, step)
+    _max_into(total, init_max)
+    if spec.get("overhead"):
+        over = resource_amounts(spec["overhead"])
+        _add_into(total, {k: v for k, v in over.items()
+                          if not non_zero or k in ("cpu", "memory")})
+    return total
+
+
+def pod_priority(pod: dict) -> int:
+    """The pod's priority (``spec.priority``, 0 when unset)."""
+    return (pod.get("spec") or {}).get("priority") or 0
+
+
+def pod_key(pod: dict) -> str:
+    """``namespace/name`` of a pod."""
+    m = pod["metadata"]
+    return f"{m.get('namespace') or 'default'}/{m['name']}"
+
+
+def normalized_image_name(name: str) -> str:
+    """An image reference as node ``status.images`` list it: ``:latest`` added when the
+    reference has neither tag nor digest (``nginx`` → ``nginx:latest``)."""
+    last = name.rsplit("/", 1)[-1]
+    if "@" in name or ":" in last:
+        return name
+    return name + ":latest"
+
+
+def _pod_identity(pod: dict) -> str:
+    m = pod["metadata"]
+    return m.get("uid") or f"{m.get('namespace')}/{m['name']}"
+
+
+def _has_affinity(pod: dict) -> tuple[bool, bool]:
+    """(has any pod (anti-)affinity, has required anti-affinity)."""
+    aff = (pod.get("spec") or {}).get("affinity") or {}
+    pa, paa = aff.get("podAffinity"), aff.get("podAntiAffinity")
+    return bool(pa or paa), bool(paa and paa.get("requiredDuringSchedulingIgnoredDuringExecution"))
+
+
 @dataclasses.dataclass(slots=True)
 class NodeInfo:
     """The scheduler's snapshot of one node: the Node object, the pods assigned to it
-    (including pods assumed by this scheduler but not yet bound), and the summed requests of
-    those pods (``requested``: resource name → amount in base units, cpu in millicores)."""
+    (including pods assumed by this scheduler but not yet bound), and what those pods use.
+
+    ``requested`` sums :func:`pod_requests` of ``pods`` (resource name → amount in base units,
+    cpu in millicores); ``non_zero_requested`` is the same with the scoring defaults for
+    request-less containers; ``allocatable`` is the node's ``status.allocatable`` in the same
+    units (``pods`` included); ``images`` maps each image name the node reports
+    (``status.images[].names``, through :func:`normalized_image_name`) to its size in bytes; ``pods_with_affinity`` and
+    ``pods_with_required_anti_affinity`` are the subsets of ``pods`` with pod (anti-)affinity,
+    so affinity plugins skip the rest cheaply. ``generation`` changes on every change.
+
+    Plugins read a NodeInfo and never change the one the framework hands them; what-if code
+    (preemption) changes a :meth:`clone` through :meth:`add_pod` / :meth:`remove_pod`.
+    Constructing ``NodeInfo(node, pods)`` computes the derived fields (``requested`` is taken
+    as given when it is passed non-empty).
+    """
 
     node: dict
     pods: list[dict] = dataclasses.field(default_factory=list)
     requested: dict[str, int] = dataclasses.field(default_factory=dict)
+    non_zero_requested: dict[str, int] = dataclasses.field(default_factory=dict)
+    allocatable: dict[str, int] = dataclasses.field(default_factory=dict)
+    images: dict[str, int] = dataclasses.field(default_factory=dict)
+    pods_with_affinity: list[dict] = dataclasses.field(default_factory=list)
+    pods_with_required_anti_affinity: list[dict] = dataclasses.field(default_factory=list)
+    generation: int = 0
+
+    def __post_init__(self) -> None:
+        self.set_node(self.node)
+        pods, given = list(self.pods), dict(self.requested)
+        self.pods, self.requested, self.non_zero_requested = [], {}, {}
+        self.pods_with_affinity, self.pods_with_required_anti_affinity = [], []
+        for pod in pods:
+            self.add_pod(pod)
+        if given:
+            self.requested = given
 
     @property
     def name(self) -> str:
         return self.node["metadata"]["name"]
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return self.node["metadata"].get("labels") or {}
+
+    @property
+    def taints(self) -> list[dict]:
+        return (self.node.get("spec") or {}).get("taints") or []
+
+    def set_node(self, node: dict) -> None:
+        """Replace the Node object and recompute ``allocatable`` and ``images``."""
+        self.node = node
+        status = node.get("status") or {}
+        self.allocatable = resource_amounts(status.get("allocatable") or status.get("capacity"))
+        images: dict[str, int] = {}
+        for image in status.get("images") or ():
+            for n in image.get("names") or ():
+                images[normalized_image_name(n)] = image.get("sizeBytes") or 0
+        self.images = images
+        self.generation += 1
+
+    def add_pod(self, pod: dict) -> None:
+        """Account ``pod`` on this node (its requests, affinity lists)."""
+        self.pods.append(pod)
+        _add_into(self.requested, pod_requests(pod))
+        _add_into(self.non_zero_requested, pod_requests(pod, non_zero=True))
+        any_aff, req_anti = _has_affinity(pod)
+        if any_aff:
+            self.pods_with_affinity.append(pod)
+        if req_anti:
+            self.pods_with_required_anti_affinity.append(pod)
+        self.generation += 1
+
+    def remove_pod(self, pod: dict) -> bool:
+        """Undo :meth:`add_pod` for the pod with ``pod``'s uid; False if it is not here."""
+        ident = _pod_identity(pod)
+        for i, p in enumerate(self.pods):
+            if _pod_identity(p) == ident:
+                break
+        else:
+            return False
+        stored = self.pods.pop(i)
+        for k, v in pod_requests(stored).items():
+            self.requested[k] = self.requested.get(k, 0) - v
+        for k, v in pod_requests(stored, non_zero=True).items():
+            self.non_zero_requested[k] = self.non_zero_requested.get(k, 0) - v
+        self.pods_with_affinity = [p for p in self.pods_with_affinity
+                                   if _pod_identity(p) != ident]
+        self.pods_with_required_anti_affinity = [
+            p for p in self.pods_with_required_anti_affinity if _pod_identity(p) != ident]
+        self.generation += 1
+        return True
+
+    def clone(self) -> "NodeInfo":
+        """A copy whose pod lists and sums can change without touching this one (the pod
+        and Node dicts themselves are shared and must not be changed)."""
+        other = object.__new__(NodeInfo)
+        other.node = self.node
+        other.pods = list(self.pods)
+        other.requested = dict(self.requested)
+        other.non_zero_requested = dict(self.non_zero_requested)
+        other.allocatable = self.allocatable
+        other.images = self.images
+        other.pods_with_affinity = list(self.pods_with_affinity)
+        other.pods_with_required_anti_affinity = list(self.pods_with_required_anti_affinity)
+        other.generation = self.generation
+        return other
+
+
+# ------------------------------------------------------------------------ the handle
+
+
+@runtime_checkable
+class Handle(Protocol):
+    """What the framework offers plugins (:class:`HandleAware`), one per profile.
+
+    Attributes: ``client`` — the :class:`pilothouse.client.Client` the host uses (for
+    plugins that write, e.g. preemption deleting victims; never call it from Filter or
+    Score); ``profile`` — the profile's schedulerName.
+    """
+
+    client: Any
+    profile: str
+
+    def node_infos(self) -> list[NodeInfo]:
+        """Every node of the current scheduling cycle's snapshot (the same objects PreFilter
+        received). Valid during a cycle; do not change them (clone first)."""
+
+    def node_info(self, name: str) -> NodeInfo | None:
+        """The snapshot's NodeInfo for ``name``, or None."""
+
+    def nodes_with_image(self, image: str) -> int:
+        """How many nodes of the snapshot report ``image`` (a name as in
+        ``status.images[].names``); for image-locality scoring."""
+
+    def informer(self, api_version: str, kind: str) -> Any:
+        """A shared :class:`pilothouse.client.Informer` for a kind (cluster-wide), e.g.
+        ``("v1", "Namespace")``. Call it from ``set_handle`` only: the host starts every
+        informer requested there and waits for them to sync before the first cycle. Read
+        ``.cache`` / ``.list()`` afterwards; never block on it."""
+
+    def run_filter_plugins(self, state: CycleState, pod: dict, node: NodeInfo) -> Status:
+        """Run the profile's Filter plugins for ``pod`` on ``node`` (which may be a changed
+        clone), in order, stopping at the first failure; pods nominated to the node with at
+        least the pod's priority are taken into account as the scheduling cycle does.
+        Synchronous: every Filter of a profile that preemption runs under must be a plain
+        function. For PostFilter plugins."""
+
+    def run_pre_filter_extension_add_pod(self, state: CycleState, pod: dict,
+                                         pod_to_add: dict, node: NodeInfo) -> Status:
+        """Tell every :class:`PreFilterExtensions` plugin that ``pod_to_add`` was added to
+        ``node`` (a clone) in the what-if ``state``."""
+
+    def run_pre_filter_extension_remove_pod(self, state: CycleState, pod: dict,
+                                            pod_to_remove: dict, node: NodeInfo) -> Status:
+        """Tell every :class:`PreFilterExtensions` plugin that ``pod_to_remove`` was removed
+        from ``node`` (a clone) in the what-if ``state``."""
+
+    def nominated_pods(self, node_name: str) -> list[dict]:
+        """Pending pods nominated to run on ``node_name`` (``status.nominatedNodeName``, or
+        set by this scheduler's post-filter and not yet visible in the API)."""
+
+    def record_event(self, obj: dict, type: str, reason: str, message: str) -> None:
+        """Record a core/v1 Event about ``obj`` (e.g. ``Normal``, ``Preempted``). Returns at
+        once; the write happens in the background and a failure is only logged."""
+
+    def waiting_pods(self) -> list[dict]:
+        """Pods held by a Permit plugin's WAIT."""
+
+    def allow_waiting_pod(self, uid: str, plugin: str) -> None:
+        """Permit plugin ``plugin`` now allows the waiting pod ``uid``; it binds when every
+        plugin that answered WAIT has allowed it."""
+
+    def reject_waiting_pod(self, uid: str, message: str) -> None:
+        """Reject the waiting pod ``uid``: it is unreserved and requeued as unschedulable
+        with ``message``."""
+
+
+@runtime_checkable
+class HandleAware(Protocol):
+    def set_handle(self, handle: Handle) -> None:
+        """Called once by the scheduler host after the plugin is constructed and before its
+        first cycle, with the profile's :class:`Handle`. Request shared informers here.
+        Runs on the scheduler's event loop; must not block."""
+
+
+@runtime_checkable
+class PreFilterExtensions(Protocol):
+    def pre_filter_add_pod(self, state: CycleState, pod: dict, pod_to_add: dict,
+                           node: NodeInfo) -> Status:
+        """Update what :meth:`PreFilter.pre_filter` wrote into ``state`` as if ``pod_to_add``
+        ran on ``node``. Called by the framework on cloned states (nominated pods, preemption);
+        must not do I/O."""
+
+    def pre_filter_remove_pod(self, state: CycleState, pod: dict, pod_to_remove: dict,
+                              node: NodeInfo) -> Status:
+        """Update ``state`` as if ``pod_to_remove`` no longer ran on ``node`` (a preemption
+        victim). Must not do I/O."""
+
+
+@runtime_checkable
+class EnqueueExtensions(Protocol):
+    def events_to_register(self) -> list[str]:
+        """The cluster events (names from :data:`EVENTS`) after which a pod this plugin
+        rejected may fit. Called once at start-up. A pod that failed is retried when any of
+        the plugins that rejected it registered the event; a plugin that does not implement
+        this interface is treated as registering ``*`` (retry on every event)."""
+
+
+# ------------------------------------------------------------------- extension points
 
 
 @runtime_checkable
 class QueueSort(Protocol):
     def less(self, pod_a: dict, pod_b: dict) -> bool:
         """Return True if ``pod_a`` should be scheduled before ``pod_b``. Only the first
-        QueueSort plugin of a profile is used; called by the scheduling queue on every push.
-        Must be a pure function."""
+        QueueSort plugin of a profile is used, and every profile of one scheduler process
+        must name the same QueueSort plugin (they share one queue). Called by the scheduling
+        queue on every push and pop; pods neither of which is ``less`` keep their arrival
+        order. Must be a pure, fast, plain function."""
 
 
 @runtime_checkable
 class PreFilter(Protocol):
     def pre_filter(self, state: CycleState, pod: dict, nodes: list[NodeInfo]) -> Status:
-        """Called once per cycle before filtering: compute per-pod data into ``state`` or
-        reject the pod outright (UNSCHEDULABLE...). SKIP means this plugin's Filter is not
-        called for this pod."""
+        """Called once per cycle before filtering, with every node of the snapshot: compute
+        per-pod data into ``state`` or reject the pod outright (UNSCHEDULABLE..., whose
+        reasons then count for every node). SKIP means this plugin's Filter is not called
+        for this pod."""
 
 
 @runtime_checkable
@@ -129,7 +535,8 @@ class Filter(Protocol):
     def filter(self, state: CycleState, pod: dict, node: NodeInfo) -> Status:
         """Called for each candidate node: SUCCESS if the pod may run there, else
         UNSCHEDULABLE(_AND_UNRESOLVABLE) with reasons that feed the unschedulable summary.
-        Must not do I/O."""
+        Must not do I/O. For large clusters the host stops filtering once it has found
+        enough feasible nodes (``percentageOfNodesToScore``), so not every node is seen."""
 
 
 @runtime_checkable
@@ -138,15 +545,18 @@ class PostFilter(Protocol):
                     statuses: dict[str, Status]) -> tuple[Status, str | None]:
         """Called only when no node passed Filter, with each node's failing status. Return
         (SUCCESS, nominated_node_name) if the plugin made room (e.g. preemption evicted
-        pods; the framework sets ``status.nominatedNodeName`` and requeues the pod) or an
-        UNSCHEDULABLE status. Plugins run in order until one succeeds."""
+        pods; the framework sets ``status.nominatedNodeName`` and requeues the pod, which is
+        retried when the victims are gone) or an UNSCHEDULABLE status whose reasons are
+        appended to the pod's message (e.g. ``"preemption: 0/3 nodes are available: ..."``).
+        Plugins run in order until one succeeds. May do API I/O through the handle's client.
+        """
 
 
 @runtime_checkable
 class PreScore(Protocol):
     def pre_score(self, state: CycleState, pod: dict, nodes: list[NodeInfo]) -> Status:
         """Called once with the feasible nodes before scoring; SKIP skips this plugin's
-        Score."""
+        Score. Not called when only one node is feasible (there is nothing to rank)."""
 
 
 @runtime_checkable
@@ -157,7 +567,9 @@ class Score(Protocol):
     def normalize_scores(self, state: CycleState, pod: dict,
                          scores: dict[str, int]) -> dict[str, int]:
         """Map raw scores (node name → score) into [0, MAX_NODE_SCORE]. Called once after
-        all nodes are scored; the framework then multiplies by the configured weight."""
+        all nodes are scored; the framework then multiplies by the configured weight, sums
+        over the profile's Score plugins and picks the highest total. Return ``scores``
+        itself when the raw scores already lie in range."""
 
 
 @runtime_checkable
@@ -175,13 +587,17 @@ class Reserve(Protocol):
 class Permit(Protocol):
     def permit(self, state: CycleState, pod: dict, node_name: str) -> tuple[Status, float]:
         """Approve (SUCCESS), reject (UNSCHEDULABLE) or delay (WAIT, timeout seconds) the
-        binding. Used for gang scheduling and similar."""
+        binding. A waiting pod keeps its reservation; it binds when every plugin that said
+        WAIT has called :meth:`Handle.allow_waiting_pod`, and is unreserved and requeued
+        when one rejects it or the shortest timeout passes. Used for gang scheduling and
+        similar."""
 
 
 @runtime_checkable
 class PreBind(Protocol):
     async def pre_bind(self, state: CycleState, pod: dict, node_name: str) -> Status:
-        """Prepare the node before binding (e.g. provision volumes); may do API I/O."""
+        """Prepare the node before binding (e.g. provision volumes); may do API I/O. Runs
+        in the binding cycle, concurrently with other pods' scheduling."""
 
 
 @runtime_checkable
@@ -196,3 +612,4 @@ class Bind(Protocol):
 class PostBind(Protocol):
     def post_bind(self, state: CycleState, pod: dict, node_name: str) -> None:
         """Informational, after a successful bind; cannot fail the pod."""
+

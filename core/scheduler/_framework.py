@@ -1,0 +1,397 @@
+"""The framework runner: one per profile. It sorts the profile's plugins by extension point
+(keeping the configured order), and runs a pod through them.
+
+Hot path: Filter and Score run once per node. Plain-function plugins are called directly in a
+tight loop over the snapshot's NodeInfos; only plugins whose method is a coroutine function
+make the loop ``await``. For clusters of 100 nodes or more, filtering stops once
+``numFeasibleNodesToFind`` nodes passed (kube-scheduler's ``percentageOfNodesToScore``),
+starting where the previous cycle stopped so every node gets its turn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import random
+from typing import Any
+
+from pilothouse.interfaces.scheduler import (MAX_NODE_SCORE, Bind, Code, CycleState,
+                                             EnqueueExtensions, Filter, HandleAware, NodeInfo,
+                                             Permit, PostBind, PostFilter, PreBind, PreFilter,
+                                             PreFilterExtensions, PreScore, QueueSort, Reserve,
+                                             Score, Status, fit_error_message,
+                                             pod_priority)
+
+log = logging.getLogger("pilothouse.scheduler")
+
+#: CycleState key holding the names of plugins whose PreFilter answered SKIP.
+SKIP_FILTER_KEY = "pilothouse/skip-filter"
+MIN_FEASIBLE_NODES = 100
+MIN_FEASIBLE_PERCENTAGE = 5
+
+
+@dataclasses.dataclass
+class ProfilePlugin:
+    """One plugin of a profile: its configured ``name``, the constructed ``plugin`` and its
+    score ``weight``."""
+
+    name: str
+    plugin: Any
+    weight: int = 1
+
+
+class FitError(Exception):
+    """No node fits: per-node statuses and the numbers for the message."""
+
+    def __init__(self, num_all_nodes: int, statuses: dict[str, Status],
+                 pre_filter_msg: str = "", error: Status | None = None):
+        self.num_all_nodes, self.statuses = num_all_nodes, statuses
+        self.pre_filter_msg = pre_filter_msg
+        self.post_filter_msg = ""
+        super().__init__(self.message())
+
+    def plugins(self) -> set[str]:
+        return {s.plugin for s in self.statuses.values() if s.plugin}
+
+    def message(self) -> str:
+        return fit_error_message(self.num_all_nodes, self.statuses, self.pre_filter_msg,
+                                 self.post_filter_msg)
+
+
+def _is_async(fn: Any) -> bool:
+    return inspect.iscoroutinefunction(fn)
+
+
+async def _call(fn: Any, *args: Any) -> Any:
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def _as_status(value: Any, name: str) -> Status:
+    if value is None:
+        return Status()
+    if not isinstance(value, Status):
+        return Status.error(f"plugin {name} returned {type(value).__name__}, not a Status")
+    return value
+
+
+class Framework:
+    """The plugins of one profile by extension point, and the code that runs them."""
+
+    def __init__(self, profile: str, plugins: list[ProfilePlugin]):
+        self.profile = profile
+        self.plugins = plugins
+        self.handle: Any = None
+
+        def having(proto: type) -> list[ProfilePlugin]:
+            return [p for p in plugins if isinstance(p.plugin, proto)]
+
+        sorters = having(QueueSort)
+        self.queue_sort: ProfilePlugin | None = sorters[0] if sorters else None
+        self.pre_filter = [(p.name, p.plugin.pre_filter) for p in having(PreFilter)]
+        self.filter = [(p.name, p.plugin.filter) for p in having(Filter)]
+        self.filter_async = any(_is_async(fn) for _, fn in self.filter)
+        self.pre_filter_ext = [(p.name, p.plugin) for p in having(PreFilterExtensions)]
+        self.post_filter = [(p.name, p.plugin.post_filter) for p in having(PostFilter)]
+        self.pre_score = [(p.name, p.plugin.pre_score) for p in having(PreScore)]
+        self.score = [(p.name, p.plugin.score, p.plugin.normalize_scores, p.weight)
+                      for p in having(Score) if p.weight > 0]
+        self.reserve = [(p.name, p.plugin) for p in having(Reserve)]
+        self.permit = [(p.name, p.plugin.permit) for p in having(Permit)]
+        self.pre_bind = [(p.name, p.plugin.pre_bind) for p in having(PreBind)]
+        self.bind = [(p.name, p.plugin.bind) for p in having(Bind)]
+        self.post_bind = [(p.name, p.plugin.post_bind) for p in having(PostBind)]
+        self.handle_aware = having(HandleAware)
+        self._next_start = 0
+
+    def plugin_events(self) -> dict[str, frozenset[str] | None]:
+        """plugin name → the events it registered (None: every event)."""
+        out: dict[str, frozenset[str] | None] = {}
+        for p in self.plugins:
+            if isinstance(p.plugin, EnqueueExtensions):
+                out[p.name] = frozenset(p.plugin.events_to_register())
+            else:
+                out[p.name] = None
+        return out
+
+    # ---------------------------------------------------------------- filtering
+
+    async def run_pre_filter(self, state: CycleState, pod: dict,
+                             nodes: list[NodeInfo]) -> Status:
+        skip: set[str] = set()
+        state.write(SKIP_FILTER_KEY, skip)
+        for name, fn in self.pre_filter:
+            status = _as_status(await _call(fn, state, pod, nodes), name)
+            if status.code is Code.SKIP:
+                skip.add(name)
+            elif not status.ok:
+                return status.with_plugin(name)
+        return Status()
+
+    def run_filters(self, state: CycleState, pod: dict, node: NodeInfo) -> Status:
+        """Every Filter plugin, in order, stopping at the first failure (plain functions)."""
+        skip = state.get(SKIP_FILTER_KEY) or ()
+        for name, fn in self.filter:
+            if name in skip:
+                continue
+            status = fn(state, pod, node)
+            if status.code is not Code.SUCCESS and status.code is not Code.SKIP:
+                return status.with_plugin(name)
+        return _OK
+
+    async def run_filters_async(self, state: CycleState, pod: dict, node: NodeInfo) -> Status:
+        skip = state.get(SKIP_FILTER_KEY) or ()
+        for name, fn in self.filter:
+            if name in skip:
+                continue
+            status = _as_status(await _call(fn, state, pod, node), name)
+            if not status.ok:
+                return status.with_plugin(name)
+        return _OK
+
+    def run_pre_filter_add_pod(self, state: CycleState, pod: dict, other: dict,
+                               node: NodeInfo) -> Status:
+        skip = state.get(SKIP_FILTER_KEY) or ()
+        for name, plugin in self.pre_filter_ext:
+            if name in skip:
+                continue
+            status = plugin.pre_filter_add_pod(state, pod, other, node)
+            if status is not None and not status.ok:
+                return status.with_plugin(name)
+        return _OK
+
+    def run_pre_filter_remove_pod(self, state: CycleState, pod: dict, other: dict,
+                                  node: NodeInfo) -> Status:
+        skip = state.get(SKIP_FILTER_KEY) or ()
+        for name, plugin in self.pre_filter_ext:
+            if name in skip:
+                continue
+            status = plugin.pre_filter_remove_pod(state, pod, other, node)
+            if status is not None and not status.ok:
+                return status.with_plugin(name)
+        return _OK
+
+    def _with_nominated(self, state: CycleState, pod: dict, node: NodeInfo,
+                        nominated: list[dict]) -> tuple[CycleState, NodeInfo] | None:
+        """A state and node copy with the nominated pods of at least ``pod``'s priority
+        added, or None when there are none."""
+        prio = pod_priority(pod)
+        uid = pod["metadata"].get("uid")
+        adds = [p for p in nominated if pod_priority(p) >= prio
+                and p["metadata"].get("uid") != uid]
+        if not adds:
+            return None
+        state2, node2 = state.clone(), node.clone()
+        for other in adds:
+            node2.add_pod(other)
+            status = self.run_pre_filter_add_pod(state2, pod, other, node2)
+            if not status.ok:
+                break
+        return state2, node2
+
+    def filter_node(self, state: CycleState, pod: dict, node: NodeInfo,
+                    nominated: list[dict]) -> Status:
+        """Filters on ``node``, first with the pods nominated there, then without (a pod
+        with affinity to a nominated pod must not count on it), as kube-scheduler does."""
+        if nominated:
+            what_if = self._with_nominated(state, pod, node, nominated)
+            if what_if is not None:
+                status = self.run_filters(what_if[0], pod, what_if[1])
+                if not status.ok:
+                    return status
+        return self.run_filters(state, pod, node)
+
+    async def filter_node_async(self, state: CycleState, pod: dict, node: NodeInfo,
+                                nominated: list[dict]) -> Status:
+        if nominated:
+            what_if = self._with_nominated(state, pod, node, nominated)
+            if what_if is not None:
+                status = await self.run_filters_async(what_if[0], pod, what_if[1])
+                if not status.ok:
+                    return status
+        return await self.run_filters_async(state, pod, node)
+
+    @staticmethod
+    def num_feasible_nodes_to_find(total: int, percentage: int) -> int:
+        """kube-scheduler's sampling: all nodes below 100; else ``percentage`` (0: adaptive,
+        50% minus 1% per 125 nodes, at least 5%) but at least 100 nodes."""
+        if total < MIN_FEASIBLE_NODES or percentage >= 100:
+            return total
+        if percentage <= 0:
+            percentage = max(MIN_FEASIBLE_PERCENTAGE, 50 - total // 125)
+        return max(MIN_FEASIBLE_NODES, total * percentage // 100)
+
+    async def find_feasible(self, state: CycleState, pod: dict, nodes: list[NodeInfo],
+                            nominator: Any, percentage: int
+                            ) -> tuple[list[NodeInfo], dict[str, Status]]:
+        """Filter nodes from where the last cycle stopped until enough passed; returns the
+        feasible nodes and the failing status of each rejected node. ``nominator.by_node``
+        maps node names to the pods nominated there."""
+        total = len(nodes)
+        if not total:
+            return [], {}
+        want = self.num_feasible_nodes_to_find(total, percentage)
+        feasible: list[NodeInfo] = []
+        statuses: dict[str, Status] = {}
+        start = self._next_start % total
+        if not self.filter:
+            feasible = (nodes[start:] + nodes[:start])[:want]
+            self._next_start = (start + len(feasible)) % total
+            return feasible, statuses
+        by_node = nominator.by_node
+        processed = 0
+        if not self.filter_async:
+            run, filter_node = self.run_filters, self.filter_node
+            for i in range(total):
+                node = nodes[(start + i) % total]
+                processed += 1
+                nominated = by_node.get(node.name) if by_node else None
+                if nominated:
+                    status = filter_node(state, pod, node, list(nominated.values()))
+                else:
+                    status = run(state, pod, node)
+                if status is _OK or status.ok:
+                    feasible.append(node)
+                    if len(feasible) >= want:
+                        break
+                else:
+                    statuses[node.name] = status
+        else:
+            for i in range(total):
+                node = nodes[(start + i) % total]
+                processed += 1
+                nominated = by_node.get(node.name) if by_node else None
+                status = await self.filter_node_async(
+                    state, pod, node, list(nominated.values()) if nominated else [])
+                if status.ok:
+                    feasible.append(node)
+                    if len(feasible) >= want:
+                        break
+                else:
+                    statuses[node.name] = status
+        self._next_start = (start + processed) % total
+        return feasible, statuses
+
+    async def run_post_filter(self, state: CycleState, pod: dict,
+                              statuses: dict[str, Status]) -> tuple[Status, str | None]:
+        last = Status.unschedulable()
+        for name, fn in self.post_filter:
+            result = await _call(fn, state, pod, statuses)
+            if isinstance(result, Status):
+                result = (result, None)
+            status, nominated = result
+            status = _as_status(status, name)
+            if status.code is Code.SUCCESS:
+                return status.with_plugin(name), nominated
+            if status.code is Code.ERROR:
+                return status.with_plugin(name), None
+            if status.code is not Code.SKIP:
+                last = status.with_plugin(name)
+        return last, None
+
+    # ---------------------------------------------------------------- scoring
+
+    async def run_pre_score(self, state: CycleState, pod: dict,
+                            nodes: list[NodeInfo]) -> tuple[Status, set[str]]:
+        skip: set[str] = set()
+        for name, fn in self.pre_score:
+            status = _as_status(await _call(fn, state, pod, nodes), name)
+            if status.code is Code.SKIP:
+                skip.add(name)
+            elif not status.ok:
+                return status.with_plugin(name), skip
+        return Status(), skip
+
+    async def run_score(self, state: CycleState, pod: dict, nodes: list[NodeInfo],
+                        skip: set[str]) -> dict[str, int]:
+        """node name → sum over Score plugins of weight × normalized score."""
+        totals = dict.fromkeys((n.name for n in nodes), 0)
+        for name, score, normalize, weight in self.score:
+            if name in skip:
+                continue
+            if _is_async(score):
+                raw = {n.name: await score(state, pod, n) for n in nodes}
+            else:
+                raw = {n.name: score(state, pod, n) for n in nodes}
+            normalized = await _call(normalize, state, pod, raw)
+            for node_name, value in normalized.items():
+                if not 0 <= value <= MAX_NODE_SCORE:
+                    raise ValueError(f"plugin {name} scored node {node_name} {value}, outside "
+                                     f"[0, {MAX_NODE_SCORE}] after normalize_scores")
+                totals[node_name] += value * weight
+        return totals
+
+    @staticmethod
+    def select_host(totals: dict[str, int]) -> str:
+        """The highest total; ties broken uniformly at random (reservoir sampling)."""
+        best, best_score, count = "", -1, 0
+        for name, value in totals.items():
+            if value > best_score:
+                best, best_score, count = name, value, 1
+            elif value == best_score:
+                count += 1
+                if random.randrange(count) == 0:
+                    best = name
+        return best
+
+    # ---------------------------------------------------------------- reserve .. bind
+
+    async def run_reserve(self, state: CycleState, pod: dict, node: str) -> Status:
+        for name, plugin in self.reserve:
+            status = _as_status(await _call(plugin.reserve, state, pod, node), name)
+            if not status.ok:
+                return status.with_plugin(name)
+        return Status()
+
+    async def run_unreserve(self, state: CycleState, pod: dict, node: str) -> None:
+        for name, plugin in reversed(self.reserve):
+            try:
+                await _call(plugin.unreserve, state, pod, node)
+            except Exception:
+                log.exception("unreserve of plugin %s failed (must not fail)", name)
+
+    async def run_permit(self, state: CycleState, pod: dict,
+                         node: str) -> tuple[Status, dict[str, float]]:
+        """SUCCESS, a rejection, or WAIT with plugin → timeout for every plugin waiting."""
+        waits: dict[str, float] = {}
+        for name, fn in self.permit:
+            result = await _call(fn, state, pod, node)
+            if isinstance(result, Status):
+                result = (result, 0.0)
+            status, timeout = result
+            status = _as_status(status, name)
+            if status.code is Code.WAIT:
+                waits[name] = float(timeout or 0.0)
+            elif not status.ok:
+                return status.with_plugin(name), {}
+        if waits:
+            return Status(Code.WAIT), waits
+        return Status(), {}
+
+    async def run_pre_bind(self, state: CycleState, pod: dict, node: str) -> Status:
+        for name, fn in self.pre_bind:
+            status = _as_status(await _call(fn, state, pod, node), name)
+            if not status.ok:
+                return status.with_plugin(name)
+        return Status()
+
+    async def run_bind(self, state: CycleState, pod: dict, node: str, client: Any) -> Status:
+        for name, fn in self.bind:
+            status = _as_status(await _call(fn, state, pod, node, client), name)
+            if status.code is Code.SKIP:
+                continue
+            return status.with_plugin(name)
+        return Status.error(f"no Bind plugin of profile {self.profile} bound the pod")
+
+    async def run_post_bind(self, state: CycleState, pod: dict, node: str) -> None:
+        for name, fn in self.post_bind:
+            try:
+                await _call(fn, state, pod, node)
+            except Exception:
+                log.exception("post-bind plugin %s failed", name)
+
+
+_OK = Status()

@@ -1,0 +1,255 @@
+"""Test kit for scheduler plugins: run the real scheduler host in a thread against a real API
+server (e.g. the ``start_apiserver`` fixture's), and build Node and Pod objects.
+
+::
+
+    api = start_apiserver()
+    with SchedulerThread(api.url, config_doc={"scheduler": {...}}) as sched:
+        sched.create(node("n1", cpu="4", memory="8Gi"))
+        sched.create(pod("web", cpu="500m"))
+        assert sched.wait_bound("web") == "n1"
+
+Nodes are plain API objects (capacity, allocatable, labels, taints, images): no node agent
+is needed for scheduling.
+
+Since 0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from pilothouse.client import Client
+from pilothouse.config import parse_config
+from pilothouse.model import errors
+
+from pilothouse.scheduler._framework import ProfilePlugin
+from pilothouse.scheduler._host import Scheduler
+from pilothouse.scheduler._settings import Settings
+
+__all__ = ["SchedulerThread", "TEST_SETTINGS", "node", "pod", "priority_class"]
+
+#: Settings suited to tests: short back-offs so retries show within a second.
+TEST_SETTINGS = dict(podInitialBackoffSeconds=0.05, podMaxBackoffSeconds=0.5)
+
+
+def node(name: str, *, cpu: str = "4", memory: str = "8Gi", pods: int = 110,
+         labels: dict | None = None, taints: list[dict] | None = None,
+         unschedulable: bool = False, images: list[tuple[str, int]] | None = None,
+         extra: dict | None = None) -> dict:
+    """A Node object with ``capacity`` = ``allocatable`` and ``kubernetes.io/hostname``."""
+    resources = {"cpu": cpu, "memory": memory, "pods": str(pods), **(extra or {})}
+    spec: dict = {}
+    if taints:
+        spec["taints"] = taints
+    if unschedulable:
+        spec["unschedulable"] = True
+    status: dict = {"capacity": dict(resources), "allocatable": dict(resources),
+                    "conditions": [{"type": "Ready", "status": "True"}]}
+    if images:
+        status["images"] = [{"names": [n], "sizeBytes": size} for n, size in images]
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name,
+                         "labels": {"kubernetes.io/hostname": name, **(labels or {})}},
+            "spec": spec, "status": status}
+
+
+def pod(name: str, *, namespace: str = "default", cpu: str | None = None,
+        memory: str | None = None, labels: dict | None = None,
+        scheduler_name: str | None = None, priority_class: str | None = None,
+        image: str = "registry.local/app:1", node_selector: dict | None = None,
+        affinity: dict | None = None, tolerations: list[dict] | None = None,
+        spread: list[dict] | None = None, grace: int | None = 0,
+        extra_requests: dict | None = None, spec: dict | None = None) -> dict:
+    """A Pod with one container requesting ``cpu``/``memory`` (omitted when None).
+    ``grace`` sets ``terminationGracePeriodSeconds`` (0 by default, so a deleted pod is gone
+    at once: there is no node agent in these tests)."""
+    requests = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v is not None}
+    requests.update(extra_requests or {})
+    container: dict = {"name": "app", "image": image}
+    if requests:
+        container["resources"] = {"requests": requests}
+    s: dict = {"containers": [container]}
+    if scheduler_name:
+        s["schedulerName"] = scheduler_name
+    if priority_class:
+        s["priorityClassName"] = priority_class
+    if node_selector:
+        s["nodeSelector"] = node_selector
+    if affinity:
+        s["affinity"] = affinity
+    if tolerations:
+        s["tolerations"] = tolerations
+    if spread:
+        s["topologySpreadConstraints"] = spread
+    if grace is not None:
+        s["terminationGracePeriodSeconds"] = grace
+    s.update(spec or {})
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(labels or {})},
+            "spec": s}
+
+
+def priority_class(name: str, value: int, *, preemption_policy: str | None = None,
+                   global_default: bool = False) -> dict:
+    obj = {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+           "metadata": {"name": name}, "value": value, "globalDefault": global_default}
+    if preemption_policy:
+        obj["preemptionPolicy"] = preemption_policy
+    return obj
+
+
+class SchedulerThread:
+    """A :class:`~pilothouse.scheduler.Scheduler` on its own event loop in a daemon thread.
+
+    Give either ``profiles`` (schedulerName → constructed :class:`ProfilePlugin` list) or
+    ``config_doc`` (a config document whose ``scheduler`` section names installed plugins).
+    ``settings`` are ``components.scheduler`` values (default :data:`TEST_SETTINGS`). The
+    helpers (:meth:`create`, :meth:`get`, ...) call the API through the scheduler's loop.
+    """
+
+    def __init__(self, url: str, profiles: dict[str, list[ProfilePlugin]] | None = None, *,
+                 config_doc: dict | None = None, settings: dict | None = None,
+                 identity: str | None = None):
+        self.url = url
+        self._profiles, self._doc = profiles, config_doc
+        self._settings = {**TEST_SETTINGS, **(settings or {})}
+        self.identity = identity
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True,
+                                        name="pilothouse-scheduler")
+        self.client: Client | None = None
+        self.scheduler: Scheduler | None = None
+
+    def run(self, coro: Coroutine, timeout: float = 60) -> Any:
+        """Run a coroutine on the scheduler's loop; return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=timeout)
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run a plain function on the scheduler's loop (to read its state safely)."""
+        async def wrapper():
+            return fn()
+        return self.run(wrapper())
+
+    def start(self) -> "SchedulerThread":
+        self._thread.start()
+
+        async def boot():
+            self.client = Client(self.url)
+            if self._doc is not None:
+                doc = dict(self._doc)
+                comps = dict(doc.get("components") or {})
+                comps["scheduler"] = {**self._settings, **(comps.get("scheduler") or {})}
+                doc["components"] = comps
+                self.scheduler = Scheduler.from_config(parse_config(doc, "<test>"),
+                                                       self.client, identity=self.identity)
+            else:
+                self.scheduler = Scheduler(self.client, self._profiles or {},
+                                           Settings(**self._settings), identity=self.identity)
+            await self.scheduler.start()
+        self.run(boot())
+        return self
+
+    def stop(self) -> None:
+        if self.scheduler is not None:
+            async def down():
+                try:
+                    await self.scheduler.stop()
+                finally:
+                    await self.client.close()
+            try:
+                self.run(down())
+            finally:
+                self.scheduler = None
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> "SchedulerThread":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ API helpers
+
+    def _resource(self, obj: dict):
+        return self.client.resource(obj["apiVersion"], obj["kind"])
+
+    def create(self, obj: dict) -> dict:
+        return self.run(self._resource(obj).create(obj, obj["metadata"].get("namespace")))
+
+    def get(self, api_version: str, kind: str, name: str,
+            namespace: str | None = None) -> dict | None:
+        try:
+            return self.run(self.client.resource(api_version, kind).get(name, namespace))
+        except errors.NotFound:
+            return None
+
+    def list(self, api_version: str, kind: str, namespace: str | None = None, **kw) -> list:
+        return self.run(self.client.resource(api_version, kind).list(namespace, **kw))["items"]
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None,
+               **kw) -> None:
+        try:
+            self.run(self.client.resource(api_version, kind).delete(name, namespace, **kw))
+        except errors.NotFound:
+            pass
+
+    def update_node(self, name: str, change: Callable[[dict], None]) -> dict:
+        """Read-modify-write a Node (retried on conflict)."""
+        nodes = self.client.resource("v1", "Node")
+        for _ in range(20):
+            obj = self.run(nodes.get(name))
+            change(obj)
+            try:
+                return self.run(nodes.update(obj))
+            except errors.Conflict:
+                continue
+        raise RuntimeError(f"node {name}: too many conflicts")
+
+    def get_pod(self, name: str, namespace: str = "default") -> dict | None:
+        return self.get("v1", "Pod", name, namespace)
+
+    def wait_for(self, check: Callable[[], Any], timeout: float = 15.0,
+                 interval: float = 0.05, what: str = "condition") -> Any:
+        """Poll ``check()`` (in the test's thread) until it returns something truthy."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = check()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            time.sleep(interval)
+
+    def wait_bound(self, name: str, namespace: str = "default", timeout: float = 15.0) -> str:
+        """Wait until the pod has a node; return the node's name."""
+        def bound():
+            p = self.get_pod(name, namespace)
+            return p and p["spec"].get("nodeName")
+        return self.wait_for(bound, timeout, what=f"pod {namespace}/{name} to be bound")
+
+    def scheduled_condition(self, name: str, namespace: str = "default") -> dict | None:
+        p = self.get_pod(name, namespace) or {}
+        return next((c for c in (p.get("status") or {}).get("conditions") or []
+                     if c.get("type") == "PodScheduled"), None)
+
+    def wait_unschedulable(self, name: str, namespace: str = "default",
+                           timeout: float = 15.0) -> str:
+        """Wait for PodScheduled=False; return its message."""
+        def check():
+            c = self.scheduled_condition(name, namespace)
+            return c and c.get("status") == "False" and c.get("message")
+        return self.wait_for(check, timeout, what=f"pod {namespace}/{name} unschedulable")
+
+    def events_for(self, name: str, namespace: str = "default") -> list[dict]:
+        return [e for e in self.list("v1", "Event", namespace)
+                if (e.get("involvedObject") or {}).get("name") == name]
+
+    def stats(self) -> dict:
+        return self.call(lambda: dict(self.scheduler.stats))
