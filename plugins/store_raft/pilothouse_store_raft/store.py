@@ -128,6 +128,22 @@ class Options:
                              "positive")
 
 
+MAX_KEY_BYTES = 3072
+
+
+def _check_key(key: str) -> None:
+    if not isinstance(key, str) or not key:
+        raise StoreError(f"keys are non-empty strings, got {key!r}")
+    if len(key) > MAX_KEY_BYTES // 4 and len(key.encode()) > MAX_KEY_BYTES:
+        raise StoreError(f"key of {len(key.encode())} bytes is longer than the "
+                         f"{MAX_KEY_BYTES} allowed")
+
+
+def _check_revision(name: str, revision: int) -> None:
+    if revision < 0:
+        raise StoreError(f"{name} must not be negative, got {revision}")
+
+
 def _kv(t) -> KeyValue:
     return KeyValue(t[0], t[1], t[2], t[3])
 
@@ -412,8 +428,7 @@ class RaftStore(Store):
     async def _at(self, revision: int) -> S.KVState:
         """Make the local state current for a read (at any ``revision``: a read at a past
         revision must also see a compaction that completed before it began)."""
-        if revision < 0:
-            raise StoreError(f"revision must not be negative, got {revision}")
+        _check_revision("revision", revision)
         await self._barrier()
         return self._state()
 
@@ -426,6 +441,7 @@ class RaftStore(Store):
                              f"{state.rev}")
 
     async def get(self, key: str, *, revision: int = 0) -> KeyValue | None:
+        _check_key(key)
         state = await self._at(revision)
         with state.lock:
             if revision:
@@ -452,6 +468,7 @@ class RaftStore(Store):
     # ------------------------------------------------------------------ writes
 
     async def create(self, key: str, value: bytes) -> KeyValue:
+        _check_key(key)
         value = bytes(value)
         res = await self._run((S.OP_CREATE, key, value), len(value))
         if res[0] == S.OK:
@@ -459,6 +476,8 @@ class RaftStore(Store):
         raise KeyExists(key, _kv(res[1]))
 
     async def update(self, key: str, value: bytes, *, expected_revision: int) -> KeyValue:
+        _check_key(key)
+        _check_revision("expected_revision", expected_revision)
         value = bytes(value)
         res = await self._run((S.OP_UPDATE, key, value, expected_revision), len(value))
         if res[0] == S.OK:
@@ -466,6 +485,8 @@ class RaftStore(Store):
         raise self._error(key, res)
 
     async def delete(self, key: str, *, expected_revision: int = 0) -> KeyValue:
+        _check_key(key)
+        _check_revision("expected_revision", expected_revision)
         res = await self._run((S.OP_DELETE, key, expected_revision))
         if res[0] == S.OK:
             return _kv(res[1])
@@ -480,6 +501,7 @@ class RaftStore(Store):
         return StoreError(f"unexpected result {res!r}")
 
     async def compact(self, revision: int) -> None:
+        _check_revision("revision", revision)
         res = await self._run((S.OP_COMPACT, revision))
         if res[0] == S.ERR_BAD_COMPACT:
             raise StoreError(f"cannot compact to revision {revision}: newer than the "
@@ -494,8 +516,7 @@ class RaftStore(Store):
     async def _watch(self, prefix: str, after_revision: int,
                      progress_interval: float | None) -> AsyncIterator[WatchEvent]:
         state = self._state()
-        if after_revision < 0:
-            raise StoreError(f"after_revision must not be negative, got {after_revision}")
+        _check_revision("after_revision", after_revision)
         if after_revision > state.rev:
             await self._barrier()
         with state.lock:
