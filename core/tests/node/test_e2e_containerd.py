@@ -1,0 +1,299 @@
+"""End to end: a real API server, the node agent in-process and a private containerd; pods
+created with the real kubectl run as real containers on the CNI bridge."""
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from pilothouse.testing.cluster import kubectl_path
+from pilothouse.testing.images import build_busybox_image
+
+from cluster import (AgentThread, container_id, container_status, containerd_missing,
+                     pod_json, wait_until)
+
+pytestmark = [pytest.mark.needs_root]
+
+IMAGE = "pilothouse.test/node-e2e:1"
+PAGE = b"<h1>served by a pilothouse pod</h1>\n"
+NODE = "node-e2e"
+
+
+@pytest.fixture(scope="module")
+def node(apiserver, tmp_path_factory):
+    reason = containerd_missing()
+    if reason:
+        pytest.skip(reason)
+    tmp = tmp_path_factory.mktemp("node")
+    tag = hashlib.sha256(str(tmp).encode()).hexdigest()[:8]
+    agent = AgentThread(apiserver.url, "containerd", {
+        "manage": True, "data_dir": str(tmp / "containerd"), "bridge": f"phe{tag}",
+        "pod_cidr": "10.236.0.0/24"}, node_name=NODE, data_dir=str(tmp / "node"),
+        podCIDR="10.236.0.0/24")
+    try:
+        agent.start()
+        tar = build_busybox_image(tmp, IMAGE, files={"/var/www/index.html": PAGE})
+        agent.run(agent.runtime.import_image(str(tar)))
+        agent.start_agent()
+        yield agent
+    finally:
+        agent.stop()
+
+
+def apply(api, manifest: dict):
+    out = api.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    assert out.returncode == 0, out.stderr
+
+
+def pod(name, command, **spec):
+    containers = spec.pop("containers", None) or [{
+        "name": "main", "image": IMAGE, "imagePullPolicy": "Never", "command": command,
+        **spec.pop("container", {})}]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {
+        "test": "node-e2e"}}, "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 5,
+                                       "containers": containers, **spec}}
+
+
+def delete(api, name):
+    api.kubectl("delete", "pod", name, "--wait=true", "--timeout=60s")
+
+
+def proxy_available(api) -> bool:
+    return getattr(api.server, "node_proxy", None) is not None
+
+
+def test_node_registers_and_keeps_its_lease(apiserver, node):
+    nodes = json.loads(apiserver.kubectl("get", "node", NODE, "-o", "json").stdout)
+    labels = nodes["metadata"]["labels"]
+    assert labels["kubernetes.io/hostname"] == NODE and labels["kubernetes.io/os"] == "linux"
+    assert "kubernetes.io/arch" in labels
+    status = nodes["status"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True" and ready["reason"] == "KubeletReady"
+    assert {"cpu", "memory", "pods", "ephemeral-storage"} <= set(status["capacity"])
+    assert status["daemonEndpoints"]["kubeletEndpoint"]["Port"] == node.agent.port
+    assert {"type": "InternalIP", "address": "127.0.0.1"} in status["addresses"]
+    assert status["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://")
+    assert nodes["spec"]["podCIDR"] == "10.236.0.0/24"
+    lease = json.loads(apiserver.kubectl("get", "lease", NODE, "-n", "kube-node-lease",
+                                         "-o", "json").stdout)
+    assert lease["spec"]["holderIdentity"] == NODE
+    assert lease["metadata"]["ownerReferences"][0]["kind"] == "Node"
+    out = apiserver.kubectl("get", "nodes")
+    assert re.search(rf"{NODE}\s+Ready", out.stdout), out.stdout
+
+
+def test_pod_created_with_kubectl_serves_http_on_its_ip(apiserver, node):
+    apply(apiserver, pod("web", ["httpd", "-f", "-p", "80", "-h", "/var/www"],
+                         container={"readinessProbe": {"tcpSocket": {"port": 80},
+                                                       "periodSeconds": 1}}))
+    try:
+        out = apiserver.kubectl("wait", "--for=condition=Ready", "pod/web", "--timeout=60s")
+        assert out.returncode == 0, out.stderr
+        p = pod_json(apiserver, "web")
+        status = p["status"]
+        assert status["phase"] == "Running" and status["hostIP"] == "127.0.0.1"
+        assert status["podIP"].startswith("10.236.0.") and status["qosClass"] == "BestEffort"
+        assert status["startTime"]
+        cs = container_status(p, "main")
+        assert cs["ready"] and cs["started"] and cs["restartCount"] == 0
+        assert cs["containerID"].startswith("containerd://") and cs["imageID"]
+        assert "running" in cs["state"]
+        with urllib.request.urlopen(f"http://{status['podIP']}/index.html", timeout=10) as r:
+            assert r.read() == PAGE
+        listing = apiserver.kubectl("get", "pods", "-o", "wide").stdout
+        assert re.search(r"web\s+1/1\s+Running\s+0", listing), listing
+    finally:
+        delete(apiserver, "web")
+
+
+def test_logs_exec_and_port_forward_through_kubectl(apiserver, node):
+    if not proxy_available(apiserver):
+        pytest.skip("the API server has no node streaming proxy yet (pods/log, exec, "
+                    "portforward)")
+    apply(apiserver, pod("tools", ["sh", "-c", "echo started; echo oops >&2; "
+                                               "httpd -f -p 8080 -h /var/www"]))
+    try:
+        assert apiserver.kubectl("wait", "--for=condition=Ready", "pod/tools",
+                                 "--timeout=60s").returncode == 0
+        logs = wait_until(lambda: apiserver.kubectl("logs", "tools").stdout, 20)
+        # stdout and stderr are separate pipes: their relative order is not kept
+        assert sorted(logs.splitlines()) == ["oops", "started"]
+        assert apiserver.kubectl("logs", "tools", "--tail=1").stdout in ("oops\n",
+                                                                         "started\n")
+        stamped = apiserver.kubectl("logs", "tools", "--timestamps").stdout.splitlines()
+        assert all(re.match(r"^\d{4}-\d\d-\d\dT\S+ (started|oops)$", line)
+                   for line in stamped), stamped
+
+        out = apiserver.kubectl("exec", "tools", "--", "cat", "/var/www/index.html")
+        assert (out.returncode, out.stdout.encode()) == (0, PAGE), out.stderr
+        out = apiserver.kubectl("exec", "tools", "--", "sh", "-c", "echo bye >&2; exit 3")
+        assert out.returncode == 3 and "bye" in out.stderr
+        assert "command terminated with exit code 3" in out.stderr
+        out = apiserver.kubectl("exec", "-i", "tools", "--", "sh", "-c", "tr a-z A-Z",
+                                input="shout\n")
+        assert (out.returncode, out.stdout) == (0, "SHOUT\n"), out.stderr
+
+        env = {**os.environ, "KUBECONFIG": str(apiserver.kubeconfig),
+               "HOME": str(apiserver.workdir)}
+        follow = subprocess.Popen([kubectl_path(), "logs", "-f", "tools"], env=env,
+                                  stdout=subprocess.PIPE, text=True)
+        forward = subprocess.Popen([kubectl_path(), "port-forward", "pod/tools", ":8080"],
+                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
+        try:
+            assert follow.stdout.readline() in ("started\n", "oops\n")
+            line = forward.stdout.readline()
+            local = int(re.search(r"127\.0\.0\.1:(\d+) ->", line).group(1))
+            for _ in range(3):  # several connections over one session
+                with urllib.request.urlopen(f"http://127.0.0.1:{local}/index.html",
+                                            timeout=10) as r:
+                    assert r.read() == PAGE
+        finally:
+            for proc in (follow, forward):
+                proc.terminate()
+                proc.wait(10)
+    finally:
+        delete(apiserver, "tools")
+
+
+def test_crashing_container_goes_to_crash_loop_back_off(apiserver, node):
+    apply(apiserver, pod("crasher", ["sh", "-c", "echo attempt; exit 2"]))
+    try:
+        seen = []
+
+        def looping():
+            cs = container_status(pod_json(apiserver, "crasher"), "main")
+            reason = (cs.get("state", {}).get("waiting") or {}).get("reason")
+            seen.append(reason)
+            return cs if cs.get("restartCount", 0) >= 2 and reason == "CrashLoopBackOff" \
+                else None
+        cs = wait_until(looping, 60, 0.5, "two restarts and CrashLoopBackOff")
+        assert cs["lastState"]["terminated"]["exitCode"] == 2
+        assert cs["lastState"]["terminated"]["reason"] == "Error"
+        assert "back-off 20s restarting failed container=main" in \
+            cs["state"]["waiting"]["message"]
+        p = pod_json(apiserver, "crasher")
+        assert p["status"]["phase"] == "Running"
+        assert re.search(r"crasher\s+0/1\s+CrashLoopBackOff\s+2",
+                         apiserver.kubectl("get", "pods").stdout)
+        assert node.container_logs("default", "crasher", "main", "previous=true") == \
+            "attempt\n"
+        events = apiserver.kubectl("get", "events", "--field-selector",
+                                   "involvedObject.name=crasher").stdout
+        assert "BackOff" in events
+    finally:
+        delete(apiserver, "crasher")
+
+
+def test_liveness_failure_restarts_the_container(apiserver, node):
+    apply(apiserver, pod("liveness", ["sh", "-c", "touch /tmp/ok; sleep 2; rm /tmp/ok; "
+                                                  "sleep 3600"],
+                         terminationGracePeriodSeconds=1,
+                         container={"livenessProbe": {"exec": {"command": ["cat", "/tmp/ok"]},
+                                                      "periodSeconds": 1,
+                                                      "failureThreshold": 1}}))
+    try:
+        cs = wait_until(lambda: (c := container_status(pod_json(apiserver, "liveness"),
+                                                       "main")).get("restartCount", 0) >= 1
+                        and c, 60, 0.5, "a restart")
+        assert cs["lastState"]["terminated"]["exitCode"] == 137  # sh ignores SIGTERM as PID 1
+        events = apiserver.kubectl("get", "events", "--field-selector",
+                                   "involvedObject.name=liveness").stdout
+        assert "Unhealthy" in events and "failed liveness probe" in events
+    finally:
+        delete(apiserver, "liveness")
+
+
+def test_readiness_probe_gates_ready(apiserver, node):
+    apply(apiserver, pod("ready", ["sleep", "3600"],
+                         container={"readinessProbe": {"exec": {"command": ["cat", "/tmp/ready"]},
+                                                       "periodSeconds": 1}}))
+    try:
+        def ready_condition():
+            p = pod_json(apiserver, "ready")
+            conds = {c["type"]: c for c in (p or {}).get("status", {}).get("conditions", [])}
+            return p, conds.get("Ready", {}).get("status")
+        p = wait_until(lambda: (r := ready_condition())[0]["status"].get("phase") == "Running"
+                       and r[0], 60)
+        time.sleep(2)
+        p, ready = ready_condition()
+        assert ready == "False"
+        assert not container_status(p, "main")["ready"]
+        code, _, _ = node.exec_sync(container_id(p, "main"), ["touch", "/tmp/ready"])
+        assert code == 0
+        wait_until(lambda: ready_condition()[1] == "True", 30)
+        node.exec_sync(container_id(p, "main"), ["rm", "/tmp/ready"])
+        wait_until(lambda: ready_condition()[1] == "False", 30)
+    finally:
+        delete(apiserver, "ready")
+
+
+def test_deletion_is_graceful_and_the_pod_disappears(apiserver, node, tmp_path):
+    host = tmp_path / "host"
+    host.mkdir()
+    manifest = pod("grace", ["sh", "-c", "trap 'echo term > /host/term; exit 0' TERM; "
+                                         "while true; do sleep 1; done"],
+                   terminationGracePeriodSeconds=20,
+                   volumes=[{"name": "host", "hostPath": {"path": str(host)}}],
+                   container={"volumeMounts": [{"name": "host", "mountPath": "/host"}],
+                              "lifecycle": {"preStop": {"exec": {"command": [
+                                  "sh", "-c", "echo prestop > /host/prestop"]}}}})
+    apply(apiserver, manifest)
+    assert apiserver.kubectl("wait", "--for=condition=Ready", "pod/grace",
+                             "--timeout=60s").returncode == 0
+    uid = pod_json(apiserver, "grace")["metadata"]["uid"]
+    t0 = time.monotonic()
+    out = apiserver.kubectl("delete", "pod", "grace", "--wait=true", "--timeout=60s")
+    took = time.monotonic() - t0
+    assert out.returncode == 0, out.stderr
+    assert pod_json(apiserver, "grace") is None
+    assert (host / "prestop").read_text() == "prestop\n"
+    assert (host / "term").read_text() == "term\n"
+    assert took < 20  # the container ended on SIGTERM, well before the grace period
+    wait_until(lambda: not node.run(node.runtime.list_pod_sandboxes(
+        labels={"io.kubernetes.pod.uid": uid})), 30, what="the sandbox to be removed")
+    assert not os.path.exists(os.path.join(node.data_dir, "pods", uid))
+
+
+def test_config_map_volume_and_secret_env_are_visible(apiserver, node):
+    apply(apiserver, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app"},
+                      "data": {"app.conf": "colour=blue\n"}})
+    apply(apiserver, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
+                      "stringData": {"password": "hunter2", "user": "admin"}})
+    apply(apiserver, pod("configured", ["sleep", "3600"], volumes=[
+        {"name": "cfg", "configMap": {"name": "app"}}], container={
+        "volumeMounts": [{"name": "cfg", "mountPath": "/etc/app"}],
+        "env": [{"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds",
+                                                                      "key": "password"}}},
+                {"name": "GREETING", "value": "hello $(PASSWORD)"}],
+        "envFrom": [{"secretRef": {"name": "creds"}, "prefix": "CREDS_"}],
+        "resources": {"limits": {"memory": "64Mi", "cpu": "500m"}}}))
+    try:
+        assert apiserver.kubectl("wait", "--for=condition=Ready", "pod/configured",
+                                 "--timeout=60s").returncode == 0
+        p = pod_json(apiserver, "configured")
+        cid = container_id(p, "main")
+        assert node.exec_sync(cid, ["cat", "/etc/app/app.conf"]).stdout == b"colour=blue\n"
+        env = node.exec_sync(cid, ["env"]).stdout.decode().splitlines()
+        assert "PASSWORD=hunter2" in env and "GREETING=hello hunter2" in env
+        assert "CREDS_user=admin" in env
+        assert node.exec_sync(cid, ["cat", "/var/run/secrets/kubernetes.io/serviceaccount/"
+                                           "namespace"]).stdout == b"default"
+        assert p["status"]["qosClass"] == "Guaranteed"
+        # the memory limit is the container's cgroup limit
+        limit = node.exec_sync(cid, ["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"])
+        if limit.exit_code == 0:
+            assert int(limit.stdout) == 64 * 1024 * 1024
+        # a ConfigMap change reaches the volume (the agent re-syncs volumes periodically)
+        apply(apiserver, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app"},
+                          "data": {"app.conf": "colour=green\n"}})
+        wait_until(lambda: node.exec_sync(cid, ["cat", "/etc/app/app.conf"]).stdout ==
+                   b"colour=green\n", 30, what="the new ConfigMap content")
+    finally:
+        delete(apiserver, "configured")
