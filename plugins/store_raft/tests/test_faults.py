@@ -144,7 +144,9 @@ def _first_write_after(writes, t_kill):
 
 @pytest.mark.slow
 def test_leader_kills_lose_no_acknowledged_write_and_stay_linearizable(tmp_path, run):
-    cluster = ProcessCluster(tmp_path, 3)
+    # Small snapshot threshold: members snapshot, compact their logs and install the
+    # leader's snapshot after restarts while the faults happen.
+    cluster = ProcessCluster(tmp_path, 3, snapshot_entries=300)
     try:
         run(_scenario(cluster), timeout=280)
     finally:
@@ -206,6 +208,7 @@ async def _scenario(cluster: ProcessCluster):
         for s in clients.stores:
             lst = await _retry(clients, lambda _s, s=s: s.list("/app/"))
             revs.append(lst.revision)
+        snaps = sum(cluster.status(i)["snapshots_written"] for i in range(cluster.n))
         failovers = [_first_write_after(work.writes, t) for _, t in kills]
         all_down = _first_write_after(work.writes, t_all)
         n_ops = sum(len(h) for h in work.histories.values())
@@ -213,7 +216,8 @@ async def _scenario(cluster: ProcessCluster):
         print(f"\nfault test: {len(work.acked)} acknowledged appends, {len(work.unknown)} "
               f"with unknown outcome ({sum(k in present for k in work.unknown)} of them "
               f"applied), {n_ops} register operations ({n_unknown} unknown outcome) on "
-              f"{REGISTERS} registers: linearizable; {KILLS} leader kills")
+              f"{REGISTERS} registers: linearizable; {KILLS} leader kills; {snaps} snapshots "
+              f"written since the last restart")
         print("fault test: kill of the leader -> first successful write invoked after it: "
               + ", ".join(f"{f:.2f} s" if f is not None else "none" for f in failovers))
         print(f"fault test: kill -9 of all members -> first successful write: "
