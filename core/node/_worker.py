@@ -838,7 +838,6 @@ class PodWorker:
         inits, regular = _spec_containers(pod)
         current = obs.current
         runtime_name = self.agent.runtime_name
-        policy = (pod.get("spec") or {}).get("restartPolicy") or "Always"
         old = {s["name"]: s for s in ((pod.get("status") or {}).get("containerStatuses") or [])
                + ((pod.get("status") or {}).get("initContainerStatuses") or [])}
         out: tuple[list[dict], list[dict]] = ([], [])
