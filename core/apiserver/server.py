@@ -31,6 +31,7 @@ from pilothouse.apiserver import crd, discovery, managedfields, patch_strategies
 from pilothouse.apiserver import patch as patching
 from pilothouse.apiserver import request as rq
 from pilothouse.apiserver import tables
+from pilothouse.apiserver.proxy import NodeProxy
 from pilothouse.apiserver.schemas import SchemaSet
 from pilothouse.apiserver.storage import ResourceStorage
 from pilothouse.apiserver.watchcache import WatchCache
@@ -104,7 +105,7 @@ class APIServer:
         self.host = "127.0.0.1:6443"
         self.app = web.Application(client_max_size=rq.MAX_BODY + 1)
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
-        self.node_proxy: Callable | None = None  # set by the streaming module (logs, exec)
+        self.node_proxy: Callable | None = NodeProxy(self)  # logs, exec, attach, port-forward
         self.crds = crd.CRDManager(self)
 
     # -- plumbing ---------------------------------------------------------------------------
