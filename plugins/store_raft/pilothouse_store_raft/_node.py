@@ -253,8 +253,9 @@ class RaftMember:
         try:
             while not self._stop.is_set() and self.fatal is None:
                 node.doTick(wait)
-        except Exception:
+        except Exception as exc:
             log.exception("raft member %s: tick thread failed", cfg.self_address)
+            self.fatal = exc
         finally:
             self._node = None
             try:

@@ -171,6 +171,7 @@ class RaftStore(Store):
         self._lock_fd: int | None = None
         self._pending: list[tuple[tuple, asyncio.Future, int]] = []
         self._inflight = 0
+        self._batches: set[_Batch] = set()  # submitted, not finished
         self._flush_scheduled = False
         self._changed: asyncio.Future | None = None
         self._wake_pending = False
@@ -279,6 +280,8 @@ class RaftStore(Store):
             if not fut.done():
                 fut.set_exception(StoreUnavailable("raft store closed"))
         self._pending.clear()
+        for batch in list(self._batches):
+            self._finish(batch, None)
         self._wake()
         member, self._member = self._member, None
         if member is not None:
@@ -348,7 +351,9 @@ class RaftStore(Store):
             del self._pending[:n]
             if ops:
                 self._inflight += 1
-                self._submit(_Batch(ops, futs))
+                batch = _Batch(ops, futs)
+                self._batches.add(batch)
+                self._submit(batch)
 
     def _submit(self, batch: _Batch) -> None:
         member = self._member
@@ -398,7 +403,10 @@ class RaftStore(Store):
         self._submit(batch)
 
     def _finish(self, batch: _Batch, results) -> None:
+        if batch.done:
+            return
         batch.done = True
+        self._batches.discard(batch)
         if batch.timer is not None:
             batch.timer.cancel()
         self._inflight -= 1
