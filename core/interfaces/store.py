@@ -6,9 +6,11 @@ component reaches cluster state through the REST API.
 
 The model is etcd v3's, reduced to what a Kubernetes API server needs:
 
-* One **global revision**, an integer that increases by exactly one with every successful
-  write (create, update or delete) anywhere in the store. A fresh store is at revision 0 and
-  its first write gets revision 1. Revisions are never reused, not even across restarts.
+* One **global revision**, an integer that increases with every successful write (create,
+  update or delete) anywhere in the store: by exactly one on a dedicated backend; a driver
+  whose backend is shared (several clusters under prefixes of one etcd) may skip numbers
+  that other clusters used. A fresh store is at revision 0 and its first write gets revision
+  1. Revisions are never reused, not even across restarts.
 * Every key remembers its ``create_revision`` (the revision of the write that created it)
   and ``mod_revision`` (the revision of its last write). The API server exposes
   ``mod_revision`` as ``metadata.resourceVersion``.
