@@ -1,0 +1,132 @@
+"""The scheduler cache: NodeInfo accounting, assumed pods, incremental snapshots."""
+
+from pilothouse.interfaces.scheduler import (DEFAULT_MEMORY_REQUEST, NodeInfo, pod_requests,
+                                             resource_amounts)
+from pilothouse.scheduler._cache import Cache, Snapshot
+
+
+def node(name, cpu="4", memory="8Gi", images=()):
+    return {"metadata": {"name": name, "labels": {}},
+            "status": {"allocatable": {"cpu": cpu, "memory": memory, "pods": "110"},
+                       "images": [{"names": [i], "sizeBytes": 100} for i in images]}}
+
+
+def pod(name, cpu=None, memory=None, node_name=None, uid=None, **spec):
+    req = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v}
+    c = {"name": "c", "image": "x"}
+    if req:
+        c["resources"] = {"requests": req}
+    s = {"containers": [c], **spec}
+    if node_name:
+        s["nodeName"] = node_name
+    return {"metadata": {"name": name, "namespace": "default", "uid": uid or f"u-{name}"},
+            "spec": s}
+
+
+def test_resource_amounts_units():
+    assert resource_amounts({"cpu": "1.5", "memory": "1Gi", "pods": "110",
+                             "example.com/gpu": "2"}) == {
+        "cpu": 1500, "memory": 1024 ** 3, "pods": 110, "example.com/gpu": 2}
+
+
+def test_pod_requests_take_init_containers_sidecars_and_overhead_into_account():
+    p = pod("p", cpu="500m", memory="1Gi")
+    p["spec"]["initContainers"] = [
+        {"name": "sidecar", "restartPolicy": "Always",
+         "resources": {"requests": {"cpu": "100m"}}},
+        {"name": "migrate", "resources": {"requests": {"cpu": "2", "memory": "100Mi"}}},
+    ]
+    p["spec"]["overhead"] = {"cpu": "10m"}
+    # max(500m + 100m sidecar, 2 + 100m sidecar while migrating) + 10m overhead
+    assert pod_requests(p) == {"cpu": 2110, "memory": 1024 ** 3}
+    empty = pod("e")
+    assert pod_requests(empty) == {}
+    assert pod_requests(empty, non_zero=True) == {"cpu": 100, "memory": DEFAULT_MEMORY_REQUEST}
+
+
+def test_nodeinfo_add_remove_clone():
+    info = NodeInfo(node("n1"), [pod("a", cpu="1")])
+    assert info.requested == {"cpu": 1000}
+    assert info.allocatable["cpu"] == 4000
+    copy = info.clone()
+    copy.add_pod(pod("b", cpu="500m", affinity={"podAntiAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "x"}]}}))
+    assert copy.requested["cpu"] == 1500 and info.requested["cpu"] == 1000
+    assert len(copy.pods_with_required_anti_affinity) == 1 and not info.pods_with_affinity
+    assert copy.remove_pod(pod("b"))
+    assert copy.requested["cpu"] == 1000 and not copy.pods_with_affinity
+    assert not copy.remove_pod(pod("zzz"))
+
+
+def test_assumed_pod_counts_until_forgotten_or_confirmed_elsewhere():
+    cache, snap = Cache(), Snapshot()
+    cache.add_node(node("n1"))
+    cache.add_node(node("n2"))
+    p = pod("p", cpu="1")
+    cache.assume_pod({**p, "spec": {**p["spec"], "nodeName": "n1"}}, "n1")
+    cache.update_snapshot(snap)
+    assert snap.get("n1").requested["cpu"] == 1000
+    cache.forget_pod(p)
+    cache.update_snapshot(snap)
+    assert snap.get("n1").requested.get("cpu") == 0
+    # assumed on n1 but the informer says n2 (another scheduler won): follow the API
+    cache.assume_pod(p, "n1")
+    cache.add_pod(pod("p", cpu="1", node_name="n2"))
+    cache.update_snapshot(snap)
+    assert snap.get("n1").requested.get("cpu") == 0
+    assert snap.get("n2").requested["cpu"] == 1000
+    assert not cache.is_assumed(p)
+    cache.forget_pod(p)  # no-op once confirmed
+    assert cache.node_of(p) == "n2"
+
+
+def test_unconfirmed_assumption_expires_after_binding_finished():
+    now = [0.0]
+    cache = Cache(assumed_ttl=30, clock=lambda: now[0])
+    cache.add_node(node("n1"))
+    p = pod("p", cpu="1")
+    cache.assume_pod(p, "n1")
+    now[0] = 100
+    assert cache.cleanup_expired() == 0  # binding not finished: never expires
+    cache.finish_binding(p)
+    now[0] = 120
+    assert cache.cleanup_expired() == 0
+    now[0] = 131
+    assert cache.cleanup_expired() == 1
+    assert cache.infos["n1"].requested.get("cpu") == 0
+
+
+def test_snapshot_copies_only_changed_nodes():
+    cache, snap = Cache(), Snapshot()
+    for i in range(5):
+        cache.add_node(node(f"n{i}"))
+    cache.update_snapshot(snap)
+    before = list(snap.nodes)
+    cache.add_pod(pod("p", cpu="1", node_name="n3"))
+    cache.update_snapshot(snap)
+    assert [a is b for a, b in zip(before, snap.nodes)] == [True, True, True, False, True]
+    assert snap.nodes[3].requested["cpu"] == 1000
+    assert before[3].requested.get("cpu") is None  # the old snapshot entry was not touched
+
+
+def test_pods_of_unknown_nodes_wait_for_the_node_and_removed_nodes_leave_the_snapshot():
+    cache, snap = Cache(), Snapshot()
+    cache.add_pod(pod("early", cpu="1", node_name="late"))
+    cache.update_snapshot(snap)
+    assert len(snap) == 0
+    cache.add_node(node("late"))
+    cache.update_snapshot(snap)
+    assert snap.get("late").requested["cpu"] == 1000
+    cache.remove_node(node("late"))
+    cache.update_snapshot(snap)
+    assert len(snap) == 0 and snap.get("late") is None
+
+
+def test_image_counts_follow_nodes():
+    cache = Cache()
+    cache.add_node(node("n1", images=["nginx"]))
+    cache.add_node(node("n2", images=["nginx:latest", "redis:7"]))
+    assert cache.image_nodes == {"nginx:latest": 2, "redis:7": 1}
+    cache.update_node(node("n2", images=["redis:7"]))
+    cache.remove_node(node("n1"))
+    assert cache.image_nodes == {"redis:7": 1}

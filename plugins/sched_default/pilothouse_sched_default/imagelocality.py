@@ -1,0 +1,53 @@
+"""ImageLocality: prefer nodes that already hold the pod's images, weighted by how widely
+each image is spread (an image on every node says little)."""
+
+from __future__ import annotations
+
+from pilothouse.interfaces.scheduler import (MAX_NODE_SCORE, CycleState, Handle, NodeInfo,
+                                             Status, normalized_image_name)
+
+MB = 1024 * 1024
+MIN_THRESHOLD = 23 * MB
+MAX_CONTAINER_THRESHOLD = 1000 * MB
+_KEY = "ImageLocality"
+
+
+class ImageLocality:
+    """PreScore + Score. Score = 100 × (Σ size × nodes-with-image / all-nodes − 23 MiB) /
+    (1000 MiB × containers − 23 MiB), clamped, as in kube-scheduler."""
+
+    def __init__(self) -> None:
+        self.handle: Handle | None = None
+
+    def set_handle(self, handle: Handle) -> None:
+        self.handle = handle
+
+    def pre_score(self, state: CycleState, pod: dict, nodes: list[NodeInfo]) -> Status:
+        spec = pod.get("spec") or {}
+        images = [normalized_image_name(c.get("image") or "")
+                  for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])]
+        if self.handle is not None:
+            total = len(self.handle.node_infos()) or 1
+            spread = {i: self.handle.nodes_with_image(i) / total for i in set(images)}
+        else:
+            total = len(nodes) or 1
+            spread = {i: sum(1 for n in nodes if i in n.images) / total for i in set(images)}
+        state.write(_KEY, (images, spread))
+        return Status()
+
+    def score(self, state: CycleState, pod: dict, node: NodeInfo) -> int:
+        images, spread = state.read(_KEY)
+        if not images:
+            return 0
+        total = 0
+        for image in images:
+            size = node.images.get(image)
+            if size:
+                total += int(size * spread[image])
+        max_threshold = MAX_CONTAINER_THRESHOLD * len(images)
+        total = min(max(total, MIN_THRESHOLD), max_threshold)
+        return MAX_NODE_SCORE * (total - MIN_THRESHOLD) // (max_threshold - MIN_THRESHOLD)
+
+    def normalize_scores(self, state: CycleState, pod: dict,
+                         scores: dict[str, int]) -> dict[str, int]:
+        return scores

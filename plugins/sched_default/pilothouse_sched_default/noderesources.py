@@ -1,0 +1,191 @@
+"""NodeResourcesFit: a pod fits a node when its requests fit what the node's allocatable
+leaves after the pods already there (pod count included); nodes are scored by a strategy:
+LeastAllocated (spread, the default), MostAllocated (bin-pack) or RequestedToCapacityRatio
+(a piecewise-linear function of utilization)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from pilothouse.interfaces.scheduler import (MAX_NODE_SCORE, CycleState, NodeInfo, Status,
+                                             pod_requests)
+
+_KEY = "NodeResourcesFit"
+_OK = Status()
+STRATEGIES = ("LeastAllocated", "MostAllocated", "RequestedToCapacityRatio")
+DEFAULT_RESOURCES = [{"name": "cpu", "weight": 1}, {"name": "memory", "weight": 1}]
+#: RequestedToCapacityRatio scores are 0..10 in the config, scaled to 0..100.
+MAX_CUSTOM_PRIORITY_SCORE = 10
+_NATIVE = ("cpu", "memory", "ephemeral-storage")
+
+
+def least_requested(requested: int, capacity: int) -> int:
+    if capacity == 0 or requested > capacity:
+        return 0
+    return (capacity - requested) * MAX_NODE_SCORE // capacity
+
+
+def most_requested(requested: int, capacity: int) -> int:
+    if capacity == 0:
+        return 0
+    return min(requested, capacity) * MAX_NODE_SCORE // capacity
+
+
+def broken_linear(shape: list[tuple[int, int]]):
+    """The piecewise-linear function through ``(utilization, score)`` points (scores already
+    scaled to 0..100), flat outside them."""
+    def f(p: int) -> int:
+        for i, (u, s) in enumerate(shape):
+            if p <= u:
+                if i == 0:
+                    return shape[0][1]
+                pu, ps = shape[i - 1]
+                return ps + (s - ps) * (p - pu) // (u - pu)
+        return shape[-1][1]
+    return f
+
+
+@dataclasses.dataclass
+class _PodRequest:
+    request: dict[str, int]
+    non_zero: dict[str, int]
+
+    def clone(self) -> "_PodRequest":
+        return self
+
+
+class NodeResourcesFit:
+    """PreFilter + Filter + PreScore + Score."""
+
+    @dataclasses.dataclass
+    class Options:
+        #: Extended resources whose requests are not checked.
+        ignoredResources: list[str] = dataclasses.field(default_factory=list)
+        #: Extended resource groups (prefix before ``/``) not checked.
+        ignoredResourceGroups: list[str] = dataclasses.field(default_factory=list)
+        #: ``{type: LeastAllocated|MostAllocated|RequestedToCapacityRatio,
+        #: resources: [{name, weight}], requestedToCapacityRatio: {shape: [{utilization,
+        #: score}]}}``.
+        scoringStrategy: dict = dataclasses.field(default_factory=lambda: {
+            "type": "LeastAllocated", "resources": DEFAULT_RESOURCES})
+
+        def __post_init__(self) -> None:
+            s = self.scoringStrategy
+            kind = s.get("type", "LeastAllocated")
+            if kind not in STRATEGIES:
+                raise ValueError(f"scoringStrategy.type must be one of {', '.join(STRATEGIES)}, "
+                                 f"got {kind!r}")
+            unknown = set(s) - {"type", "resources", "requestedToCapacityRatio"}
+            if unknown:
+                raise ValueError(f"scoringStrategy: unknown key(s) {', '.join(sorted(unknown))}")
+            resources = s.get("resources", DEFAULT_RESOURCES)
+            if not isinstance(resources, list) or not resources:
+                raise ValueError("scoringStrategy.resources must be a non-empty list")
+            for r in resources:
+                if not isinstance(r, dict) or not isinstance(r.get("name"), str) or \
+                        not isinstance(r.get("weight", 1), int) or not 1 <= r.get("weight", 1) <= 100:
+                    raise ValueError("scoringStrategy.resources: each entry needs a name and a "
+                                     "weight between 1 and 100")
+            if kind == "RequestedToCapacityRatio":
+                shape = (s.get("requestedToCapacityRatio") or {}).get("shape")
+                if not shape:
+                    raise ValueError("scoringStrategy.requestedToCapacityRatio.shape is required "
+                                     "for RequestedToCapacityRatio")
+                last = -1
+                for point in shape:
+                    u, sc = point.get("utilization"), point.get("score")
+                    if not isinstance(u, int) or not 0 <= u <= 100 or u <= last:
+                        raise ValueError("shape utilizations must increase within 0..100")
+                    if not isinstance(sc, int) or not 0 <= sc <= MAX_CUSTOM_PRIORITY_SCORE:
+                        raise ValueError("shape scores must be within 0..10")
+                    last = u
+
+    def __init__(self, options: "NodeResourcesFit.Options | None" = None):
+        self.options = options or NodeResourcesFit.Options()
+        s = self.options.scoringStrategy
+        self.strategy = s.get("type", "LeastAllocated")
+        self.resources = [(r["name"], r.get("weight", 1))
+                          for r in s.get("resources", DEFAULT_RESOURCES)]
+        self._ignored = set(self.options.ignoredResources)
+        self._ignored_groups = set(self.options.ignoredResourceGroups)
+        if self.strategy == "RequestedToCapacityRatio":
+            shape = [(p["utilization"], p["score"] * (MAX_NODE_SCORE // MAX_CUSTOM_PRIORITY_SCORE))
+                     for p in s["requestedToCapacityRatio"]["shape"]]
+            self._ratio = broken_linear(shape)
+
+    # ---------------------------------------------------------------- filter
+
+    def _request(self, state: CycleState, pod: dict) -> _PodRequest:
+        req = state.get(_KEY)
+        if req is None:
+            req = _PodRequest(pod_requests(pod), pod_requests(pod, non_zero=True))
+            state.write(_KEY, req)
+        return req
+
+    def pre_filter(self, state: CycleState, pod: dict, nodes: list[NodeInfo]) -> Status:
+        state.write(_KEY, _PodRequest(pod_requests(pod), pod_requests(pod, non_zero=True)))
+        return _OK
+
+    def _ignored_resource(self, name: str) -> bool:
+        if name in _NATIVE or name == "pods":
+            return False
+        return name in self._ignored or name.split("/", 1)[0] in self._ignored_groups
+
+    def insufficient(self, request: dict[str, int], node: NodeInfo) -> list[str]:
+        """The reasons ``request`` does not fit ``node`` (empty when it fits)."""
+        reasons = []
+        alloc, used = node.allocatable, node.requested
+        if len(node.pods) + 1 > alloc.get("pods", 0):
+            reasons.append("Too many pods")
+        for name, amount in request.items():
+            if amount <= 0 or name == "pods" or self._ignored_resource(name):
+                continue
+            if amount > alloc.get(name, 0) - used.get(name, 0):
+                reasons.append(f"Insufficient {name}")
+        return reasons
+
+    def filter(self, state: CycleState, pod: dict, node: NodeInfo) -> Status:
+        reasons = self.insufficient(self._request(state, pod).request, node)
+        if reasons:
+            return Status.unschedulable(*reasons)
+        return _OK
+
+    # ---------------------------------------------------------------- score
+
+    def pre_score(self, state: CycleState, pod: dict, nodes: list[NodeInfo]) -> Status:
+        self._request(state, pod)
+        return _OK
+
+    def score(self, state: CycleState, pod: dict, node: NodeInfo) -> int:
+        req = self._request(state, pod)
+        total = weights = 0
+        alloc = node.allocatable
+        for name, weight in self.resources:
+            capacity = alloc.get(name, 0)
+            if capacity == 0:
+                continue
+            if name in ("cpu", "memory"):
+                requested = node.non_zero_requested.get(name, 0) + req.non_zero.get(name, 0)
+            else:
+                requested = node.requested.get(name, 0) + req.request.get(name, 0)
+            if self.strategy == "LeastAllocated":
+                value = least_requested(requested, capacity)
+            elif self.strategy == "MostAllocated":
+                value = most_requested(requested, capacity)
+            else:
+                utilization = 100 if requested > capacity else requested * 100 // capacity
+                value = self._ratio(utilization)
+            total += value * weight
+            weights += weight
+        if not weights:
+            return 0
+        if self.strategy == "RequestedToCapacityRatio":
+            return int(total / weights + 0.5)
+        return total // weights
+
+    def normalize_scores(self, state: CycleState, pod: dict,
+                         scores: dict[str, int]) -> dict[str, int]:
+        return scores
+
+    def events_to_register(self) -> list[str]:
+        return ["Pod/Delete", "Node/Add", "Node/UpdateAllocatable"]

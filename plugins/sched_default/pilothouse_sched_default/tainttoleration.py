@@ -1,0 +1,44 @@
+"""TaintToleration: NoSchedule/NoExecute taints must be tolerated; PreferNoSchedule taints
+that are not tolerated lower a node's score."""
+
+from __future__ import annotations
+
+from pilothouse.interfaces.scheduler import CycleState, NodeInfo, Status
+
+from pilothouse_sched_default._helpers import default_normalize, first_untolerated, tolerated
+
+_KEY = "TaintToleration"
+_OK = Status()
+
+
+class TaintToleration:
+    """Filter + PreScore + Score (normalized, reversed: fewer intolerable taints is better)."""
+
+    def filter(self, state: CycleState, pod: dict, node: NodeInfo) -> Status:
+        taints = node.taints
+        if not taints:
+            return _OK
+        taint = first_untolerated(taints, (pod.get("spec") or {}).get("tolerations") or [])
+        if taint is None:
+            return _OK
+        return Status.unschedulable(
+            f"node(s) had untolerated taint {{{taint.get('key')}: {taint.get('value') or ''}}}",
+            resolvable=False)
+
+    def pre_score(self, state: CycleState, pod: dict, nodes: list[NodeInfo]) -> Status:
+        tolerations = [t for t in (pod.get("spec") or {}).get("tolerations") or []
+                       if (t.get("effect") or "PreferNoSchedule") == "PreferNoSchedule"]
+        state.write(_KEY, tolerations)
+        return Status()
+
+    def score(self, state: CycleState, pod: dict, node: NodeInfo) -> int:
+        tolerations = state.get(_KEY) or []
+        return sum(1 for taint in node.taints if taint.get("effect") == "PreferNoSchedule"
+                   and not tolerated(taint, tolerations))
+
+    def normalize_scores(self, state: CycleState, pod: dict,
+                         scores: dict[str, int]) -> dict[str, int]:
+        return default_normalize(scores, reverse=True)
+
+    def events_to_register(self) -> list[str]:
+        return ["Node/Add", "Node/UpdateTaint"]
