@@ -11,7 +11,8 @@ from pilothouse_sched_default.noderesources import NodeResourcesFit
 from pilothouse_sched_default.podtopologyspread import PodTopologySpread
 from pilothouse_sched_default.preemption import DefaultPreemption
 from pilothouse_sched_default.queuesort import PrioritySort
+from pilothouse_sched_default.tainttoleration import TaintToleration
 
 __all__ = ["DefaultBinder", "DefaultPreemption", "ImageLocality", "InterPodAffinity",
            "NodeAffinity", "NodeName", "NodeResourcesFit", "NodeUnschedulable",
-           "PodTopologySpread", "PrioritySort"]
+           "PodTopologySpread", "PrioritySort", "TaintToleration"]
