@@ -280,6 +280,10 @@ class PodTopologySpread:
         constraints = self._constraints(pod, "ScheduleAnyway")
         if not constraints:
             return Status.skip()
+        # kube-scheduler ignores nodes missing a topology label, except for the System
+        # defaults (a cluster without zones still spreads over hostnames)
+        require_all = bool((pod.get("spec") or {}).get("topologySpreadConstraints")) or \
+            self.options.defaultingType != "System"
         required = RequiredNodeAffinity.of(pod)
         ns = pod_namespace(pod)
         counts: dict = {}
@@ -288,11 +292,11 @@ class PodTopologySpread:
         seen: list[set] = [set() for _ in constraints]
         for node in nodes:
             labels = node.labels
-            if any(c.key not in labels for c in constraints):
+            if require_all and any(c.key not in labels for c in constraints):
                 ignored.add(node.name)
                 continue
             for i, c in enumerate(constraints):
-                if c.key == HOSTNAME:
+                if c.key == HOSTNAME or c.key not in labels:
                     continue
                 pair = (c.key, labels[c.key])
                 counts.setdefault(pair, 0)
@@ -303,10 +307,11 @@ class PodTopologySpread:
         if any(c.key != HOSTNAME for c in constraints):
             for node in all_nodes:
                 labels = node.labels
-                if any(c.key not in labels for c in constraints):
+                if require_all and any(c.key not in labels for c in constraints):
                     continue
                 for c in constraints:
-                    if c.key == HOSTNAME or not c.counts_on(pod, node, required):
+                    if c.key == HOSTNAME or c.key not in labels or \
+                            not c.counts_on(pod, node, required):
                         continue
                     pair = (c.key, labels[c.key])
                     if pair in counts:
