@@ -1,0 +1,50 @@
+"""An example third-party scheduler plugin: a Score plugin that prefers nodes carrying a
+label (by default ``example.com/tier=fast``).
+
+It imports only the core's public contract (:mod:`pilothouse.interfaces.scheduler`), is
+found by its entry point (group ``pilothouse.scheduler``, name ``PreferNodeLabel``) and gets
+its options from the profile entry that enables it::
+
+    - {name: PreferNodeLabel, weight: 5, options: {label: "example.com/tier=fast"}}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from pilothouse.interfaces.scheduler import MAX_NODE_SCORE, CycleState, NodeInfo
+
+__all__ = ["PreferNodeLabel"]
+
+
+class PreferNodeLabel:
+    """Score: MAX_NODE_SCORE for nodes with the label (``key=value``, or just ``key`` for
+    any value), 0 for the others. The profile's weight decides how much that counts against
+    the other Score plugins (each contributes weight × 0..100)."""
+
+    @dataclasses.dataclass
+    class Options:
+        #: ``key=value`` or ``key``.
+        label: str = "example.com/tier=fast"
+
+        def __post_init__(self) -> None:
+            key = self.label.split("=", 1)[0]
+            if not key:
+                raise ValueError("label must be 'key' or 'key=value'")
+
+    def __init__(self, options: "PreferNodeLabel.Options | None" = None):
+        self.options = options or PreferNodeLabel.Options()
+        key, sep, value = self.options.label.partition("=")
+        self.key, self.value = key, (value if sep else None)
+
+    def score(self, state: CycleState, pod: dict, node: NodeInfo) -> int:
+        labels = node.labels
+        if self.key not in labels:
+            return 0
+        if self.value is not None and labels[self.key] != self.value:
+            return 0
+        return MAX_NODE_SCORE
+
+    def normalize_scores(self, state: CycleState, pod: dict,
+                         scores: dict[str, int]) -> dict[str, int]:
+        return scores  # already within [0, MAX_NODE_SCORE]
