@@ -166,8 +166,8 @@ async def _serve_spdy(transport: ByteTransport, connect: Connect, pod: str,
             await stream.reset()
             return
         request_id = stream.header("requestid")
-        if request_id is None:
-            request_id = str(stream.id if kind == "error" else stream.id - 2)
+        if request_id is None:  # an old client: pair by stream id, data = error + 2
+            request_id = f"stream {stream.id if kind == 'error' else stream.id - 2}"
         pair = pairs.setdefault(request_id, _Pair())
         if getattr(pair, kind) is not None:
             await stream.reset()

@@ -242,7 +242,10 @@ async def _run(io, start: StartProcess, options: ExecOptions, exec_: bool,
 
 async def _pump(reader, send: Callable[[bytes], Awaitable[None]] | None) -> None:
     while True:
-        data = await reader.read(32 * 1024)
+        try:
+            data = await reader.read(32 * 1024)
+        except OSError:  # a pty's master reads EIO once the terminal's last user is gone
+            return
         if not data:
             return
         if send is not None:

@@ -81,6 +81,7 @@ class Backend(NodeStreamingBackend):
         self.logs: dict[tuple, LogSource] = {}
         self.ports: dict[int, int] = {}
         self.seen: list = []
+        self.processes: list = []
         self.requests: list = []  # (method, first path segment, Upgrade, subprotocols,
         #                           X-Stream-Protocol-Version) as the node received them
 
@@ -95,10 +96,18 @@ class Backend(NodeStreamingBackend):
     async def exec(self, namespace, pod, container, options):
         self.seen.append(("exec", namespace, pod, container, options))
         pipe, devnull = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
-        return await asyncio.create_subprocess_exec(
+        self.processes.append(await asyncio.create_subprocess_exec(
             *options.command, stdin=pipe if options.stdin else devnull,
             stdout=pipe if options.stdout else devnull,
-            stderr=pipe if options.stderr else devnull)
+            stderr=pipe if options.stderr else devnull))
+        return self.processes[-1]
+
+    async def attach(self, namespace, pod, container, options):
+        """The test's stand-in for a main process: greets, then echoes stdin."""
+        self.seen.append(("attach", namespace, pod, container, options))
+        return await self.exec(namespace, pod, container, type(options)(
+            ("sh", "-c", "echo attached; cat"), container, options.stdin, options.stdout,
+            options.stderr, options.tty))
 
     async def port_forward(self, namespace, pod, port):
         self.seen.append(("portforward", namespace, pod, port))
@@ -107,6 +116,9 @@ class Backend(NodeStreamingBackend):
 
 async def start_endpoints(backend):
     async def hello(request):
+        if request.method == "POST":  # echo the body upper-cased
+            return web.Response(body=(await request.read()).upper(),
+                                headers={"Connection": "close"})
         return web.Response(body=HTTP_BODY + request.path.encode() + b"\n",
                             headers={"Connection": "close"})
 
@@ -132,8 +144,8 @@ async def start_endpoints(backend):
 
 
 def _http_app(handler):
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", handler)
+    app = web.Application(client_max_size=1 << 24)
+    app.router.add_route("*", "/{tail:.*}", handler)
     return app
 
 
@@ -335,6 +347,31 @@ def test_kubectl_exec_with_stdin(apiserver, cluster, transport):
     assert last(cluster, "exec")[4].stdin
 
 
+def test_kubectl_attach(apiserver, cluster):
+    out = kubectl(apiserver, "attach", "-i", "web", "-c", "main", input="hi there\n")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.endswith("attached\nhi there\n")
+    assert last(cluster, "attach")[1:4] == ("default", "web", "main")
+
+
+def test_leaving_kubectl_exec_ends_the_command(apiserver, cluster):
+    proc = subprocess.Popen([kubectl_path(), "exec", "web", "--", "sh", "-c",
+                             "echo started; exec sleep 1000"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=kubectl_env(apiserver))
+    try:
+        assert _line_reader(proc.stdout).get(timeout=60) == "started\n"
+        command = cluster.processes[-1]
+        proc.kill()
+        proc.wait(timeout=30)
+        # the API server's relay closes the node connection, the node kills the command
+        assert asyncio.run_coroutine_threadsafe(
+            asyncio.wait_for(command.wait(), 30), apiserver.loop).result(60) == -9
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
 def test_kubectl_exec_errors(apiserver, cluster):
     out = kubectl(apiserver, "exec", "multi", "-c", "nope", "--", "true")
     assert out.returncode != 0 and "container nope is not valid for pod multi" in out.stderr
@@ -397,13 +434,10 @@ def test_kubectl_port_forward(apiserver, cluster, transport):
             assert (method, upgrade, versions) == ("POST", "SPDY/3.1", "portforward.k8s.io")
         else:
             assert (upgrade, subprotocols) == ("websocket", "SPDY/3.1+portforward.k8s.io")
-        big = b"x" * 300_000  # more than the SPDY window, both ways
-        with socket.create_connection(("127.0.0.1", local), timeout=60) as sock:
-            sock.sendall(b"GET /" + big[:100] + b" HTTP/1.0\r\n\r\n")
-            got = b""
-            while chunk := sock.recv(65536):
-                got += chunk
-        assert got.endswith(HTTP_BODY + b"/" + big[:100] + b"\n")
+        big = bytes(range(97, 123)) * 20_000  # 520 KB, more than a SPDY window, both ways
+        request = urllib.request.Request(f"http://127.0.0.1:{local}/echo", data=big)
+        with urllib.request.urlopen(request, timeout=60) as r:
+            assert r.read() == big.upper()
         assert proc.poll() is None
     finally:
         proc.terminate()
