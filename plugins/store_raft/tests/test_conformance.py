@@ -15,7 +15,7 @@ import asyncio
 
 import pytest
 
-from conftest import cluster_options
+from raft_testing import cluster_options
 from pilothouse.testing.store import StoreConformance
 from pilothouse_store_raft._node import MemberConfig, RaftMember
 

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from linearizability import Op, check
-from process_cluster import ProcessCluster
+from raft_processes import ProcessCluster
 from pilothouse.api.store_client import RemoteStore
 from pilothouse.interfaces.store import KeyExists, RevisionConflict, StoreError
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from conftest import cluster_options, make_store, open_cluster, wait_leader
+from raft_testing import cluster_options, make_store, open_cluster, wait_leader
 from pilothouse_store_raft._journal import DurableJournal
 
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from conftest import cluster_options, make_store, open_cluster, wait_leader
+from raft_testing import cluster_options, make_store, open_cluster, wait_leader
 from pilothouse.interfaces.store import (
     Compacted, EventType, KeyExists, KeyNotFound, RevisionConflict, StoreError,
     StoreUnavailable)

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from conftest import free_ports
+from raft_testing import free_ports
 
 RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "member_runner.py")
 
