@@ -15,6 +15,10 @@ object (``status.addresses`` — InternalIP first — and
 * the same over a SPDY upgrade (``POST``, ``Upgrade: SPDY/3.1``) — the upgrade is repeated
   to the agent and, after its ``101``, bytes are relayed both ways.
 
+Exec, attach and port-forward requests made with ``GET`` (every WebSocket) are authorized a
+second time with the verb ``create``, as Kubernetes does since 1.30, so read-only access to
+pods never opens a shell.
+
 The node paths and protocols are documented in :mod:`pilothouse.streaming`. The agent is
 reached over plain HTTP for now (``NodeProxy(scheme="https", ssl=...)`` is the hook for a
 CA-verified connection). Errors before the relay starts are Kubernetes ``Status`` errors;
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import ssl as ssl_module
@@ -73,7 +78,9 @@ class NodeProxy:
     # -- lifecycle -------------------------------------------------------------------------
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            # no connection limit: every open log follow or relay holds one connection
             self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0),
                 timeout=aiohttp.ClientTimeout(total=None, connect=self.connect_timeout),
                 auto_decompress=False)
         return self._session
@@ -113,6 +120,10 @@ class NodeProxy:
         if (sub == "log" and method not in ("GET", "HEAD")) or \
                 (sub != "log" and method not in ("GET", "POST")):
             raise errors.MethodNotAllowed(f"pods/{sub}", info.verb)
+        if sub != "log" and info.verb != "create":
+            # As Kubernetes does since 1.30: a WebSocket upgrade arrives as GET, but opening
+            # a session is a write, so it also needs "create" on the subresource.
+            await ctx.server.authorize(ctx.user, dataclasses.replace(info, verb="create"))
         pod = await ctx.storage.get(info.namespace, info.name)
         node_name = (pod.get("spec") or {}).get("nodeName")
         if not node_name:

@@ -4,7 +4,7 @@ and ``port-forward``, shared by the API server (which relays them) and the node 
 
 How a streaming request travels::
 
-    kubectl ──► API server  GET|POST /api/v1/namespaces/NS/pods/P/{log,exec,attach,portforward}
+    kubectl ──► API server  GET|POST /api/v1/namespaces/NS/pods/P/SUBRESOURCE
                   │  looks up the pod, its node, and the node agent's address
                   ▼
                node agent   /containerLogs/NS/P/C   /exec/NS/P/C   /attach/NS/P/C

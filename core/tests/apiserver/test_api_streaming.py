@@ -13,7 +13,6 @@ import queue
 import socket
 import subprocess
 import threading
-import time
 import urllib.request
 
 import kubernetes
@@ -229,6 +228,7 @@ def test_kubectl_logs_picks_the_container(apiserver, cluster):
 
 def test_logs_errors_like_kubernetes(apiserver, cluster):
     core = cluster.core
+    assert core.read_namespaced_pod_log("web", "default") == "line one\nline two\nline three\n"
     with pytest.raises(ApiException) as info:
         core.read_namespaced_pod_log("multi", "default")
     status = json.loads(info.value.body)
@@ -477,3 +477,54 @@ def test_python_client_port_forward(apiserver, cluster):
                                          "v5.channel.k8s.io,v4.channel.k8s.io")
     sock.close()
     pf.close()
+
+
+# ------------------------------------------------------------------------ node trouble
+
+def test_unreachable_and_addressless_nodes(apiserver, cluster):
+    core = cluster.core
+    for node, status in (("dead-node", {
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": _free_port()}}}),
+            ("bare-node", {})):
+        core.create_node({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}})
+        if status:
+            core.patch_node_status(node, {"status": status})
+        pod = node.split("-")[0]
+        core.create_namespaced_pod("default", pod_manifest(pod, ["main"]))
+        core.create_namespaced_pod_binding(pod, "default", {
+            "apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node}},
+            _preload_content=False)
+    out = kubectl(apiserver, "logs", "dead")
+    assert out.returncode != 0 and "error dialing backend" in out.stderr
+    out = kubectl(apiserver, "exec", "dead", "--", "true")
+    assert out.returncode != 0 and "error dialing backend" in out.stderr
+    with pytest.raises(ApiException) as info:
+        core.read_namespaced_pod_log("bare", "default")
+    assert info.value.status == 503
+    assert "has no address for its agent" in json.loads(info.value.body)["message"]
+
+
+def test_websocket_sessions_also_need_create_permission():
+    """White-box: a GET upgrade to pods/exec is authorized again with the verb create."""
+    from types import SimpleNamespace
+
+    from pilothouse.apiserver.proxy import NodeProxy
+    from pilothouse.apiserver.request import parse_path
+    from pilothouse.model import errors
+    from pilothouse.model.kinds import builtin_registry
+
+    asked = []
+
+    async def authorize(user, info):
+        asked.append((info.verb, info.resource, info.subresource))
+        raise errors.Forbidden("pods/exec", "web", "no create")
+
+    info = parse_path("GET", "/api/v1/namespaces/default/pods/web/exec", {})
+    ctx = SimpleNamespace(info=info, kind=builtin_registry().get("", "v1", "Pod"),
+                          request=SimpleNamespace(method="GET"), user="someone",
+                          server=SimpleNamespace(authorize=authorize))
+    with pytest.raises(errors.Forbidden):
+        asyncio.run(NodeProxy()(ctx))
+    assert asked == [("create", "pods", "exec")]
