@@ -91,14 +91,24 @@ def cmd_config_show(args) -> int:
     return 0
 
 
-def cmd_apiserver(args) -> int:
+def run_async(coro):
+    """Run a component's main coroutine, on uvloop when it is installed (much faster I/O)."""
     import asyncio
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def cmd_apiserver(args) -> int:
     import logging
 
     from pilothouse.apiserver.run import serve
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        asyncio.run(serve(load_config(args.config)))
+        run_async(serve(load_config(args.config)))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

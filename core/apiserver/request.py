@@ -7,10 +7,10 @@ Path parsing follows Kubernetes' request-info rules, so authorizers see the same
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import yaml
 
+from pilothouse.apiserver import _json
 from pilothouse.model import errors
 
 MAX_BODY = 3 * 1024 * 1024
@@ -141,7 +141,7 @@ def decode_body(raw: bytes, content_type: str | None, allowed: tuple[str, ...] =
         if mt in (YAML, APPLY_PATCH):
             value = yaml.safe_load(raw)
         else:
-            value = json.loads(raw)
+            value = _json.loads(raw)
     except (ValueError, yaml.YAMLError) as exc:
         detail = str(exc).splitlines()[0]
         raise errors.BadRequest(f"the body of the request could not be decoded as "

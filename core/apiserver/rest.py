@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from pilothouse.apiserver import _json
 from pilothouse.apiserver import patch as patching
 from pilothouse.apiserver import request as rq
 from pilothouse.apiserver import tables
@@ -26,13 +27,13 @@ from pilothouse.model import errors
 from pilothouse.model.kinds import Kind
 
 if TYPE_CHECKING:
-    from pilothouse.apiserver.server import APIServer, Context
+    from pilothouse.apiserver.server import Context
 
 CAS_RETRIES = 8
 
 
 def json_response(body: dict, status: int = 200, headers: dict | None = None) -> web.Response:
-    return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), status=status,
+    return web.Response(body=_json.dumps(body), status=status,
                         content_type="application/json", headers=headers)
 
 
@@ -227,7 +228,7 @@ async def watch(ctx: "Context") -> web.StreamResponse:
                            event.obj["metadata"].get("resourceVersion", ""),
                            with_columns=table_cols)
         table_cols = False
-        return json.dumps({"type": event.type, "object": obj}).encode() + b"\n"
+        return _json.dumps({"type": event.type, "object": obj}) + b"\n"
 
     def bookmark(revision: int, annotations: dict | None = None) -> bytes:
         meta = {"resourceVersion": str(revision)}

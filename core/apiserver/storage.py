@@ -7,7 +7,7 @@ which is the key's ``mod_revision`` and is filled in on every read.
 
 from __future__ import annotations
 
-import json
+from pilothouse.apiserver import _json
 
 from pilothouse.interfaces import store as st
 from pilothouse.model import errors
@@ -15,7 +15,7 @@ from pilothouse.model.kinds import Kind
 
 
 def decode(kv: st.KeyValue) -> dict:
-    obj = json.loads(kv.value)
+    obj = _json.loads(kv.value)
     obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
     return obj
 
@@ -24,7 +24,7 @@ def encode(obj: dict) -> bytes:
     meta = obj.get("metadata") or {}
     if "resourceVersion" in meta:
         obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "resourceVersion"}}
-    return json.dumps(obj, separators=(",", ":")).encode()
+    return _json.dumps(obj)
 
 
 class ResourceStorage:

@@ -16,13 +16,13 @@ import asyncio
 import collections
 import heapq
 import dataclasses
-import json
 import logging
 from collections.abc import Callable
 
 from pilothouse.interfaces import store as st
 from pilothouse.model import errors
 
+from pilothouse.apiserver import _json
 from pilothouse.apiserver.storage import ResourceStorage, decode
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,7 @@ class Event:
     def json_line(self) -> bytes:
         """``{"type":...,"object":...}\\n``, encoded once and shared by every watcher."""
         if self._json is None:
-            self._json = json.dumps({"type": self.type, "object": self.obj},
-                                    separators=(",", ":")).encode() + b"\n"
+            self._json = _json.dumps({"type": self.type, "object": self.obj}) + b"\n"
         return self._json
 
 
