@@ -84,6 +84,7 @@ class DurableJournal(Journal):
         except FileNotFoundError:
             pass
         self._meta_saved = dict(self._meta)
+        self._ticks = 0
 
     def _load(self) -> None:
         size = os.fstat(self._fd).st_size
@@ -252,4 +253,9 @@ class DurableJournal(Journal):
         return self._meta["voted_for"]
 
     def onOneSecondTimer(self):
-        self._save_meta()
+        # The commit index only lets a restarted member apply what it already knows to be
+        # committed before it hears from a leader; saving it every ten seconds is plenty.
+        # (Term and vote are saved at once, in setCurrentTerm.)
+        self._ticks += 1
+        if self._ticks % 10 == 0:
+            self._save_meta()

@@ -37,6 +37,7 @@ from pilothouse.interfaces.store import (
     Compacted, EventType, KeyExists, KeyNotFound, KeyValue, ListResult, RevisionConflict,
     Store, StoreError, StoreUnavailable, WatchEvent)
 from pilothouse_store_raft import _state as S
+from pilothouse_store_raft._journal import write_file_durably
 from pilothouse_store_raft._node import MemberConfig, RaftMember
 
 __all__ = ["Options", "RaftStore", "default_data_dir"]
@@ -253,12 +254,14 @@ class RaftStore(Store):
             with open(path) as f:
                 have = json.load(f)
         except FileNotFoundError:
-            from pilothouse_store_raft._journal import write_file_durably
             write_file_durably(path, json.dumps(want, indent=1).encode())
             return
         except (OSError, ValueError) as exc:
             raise StoreUnavailable(f"raft store: cannot read {path}: {exc}") from None
-        if have != want:
+        if have != want and len(members) == 1 and len(have.get("members", ())) == 1:
+            # A lone member may change its address: nothing else refers to it.
+            write_file_durably(path, json.dumps(want, indent=1).encode())
+        elif have != want:
             raise StoreUnavailable(
                 f"raft store: {data_dir!r} belongs to member {have.get('self_address')} of "
                 f"cluster {have.get('members')}, but the options say member {self_address} "

@@ -89,3 +89,47 @@ def test_three_members_in_process(tmp_path, run):
         finally:
             await asyncio.gather(*(s.close() for s in stores))
     run(main())
+
+
+def test_data_dir_remembers_the_cluster_layout(tmp_path, run):
+    async def main():
+        opts = cluster_options(tmp_path, 3)
+        other = cluster_options(tmp_path, 3)[0]
+        other["data_dir"] = opts[0]["data_dir"]
+        s = make_store(opts[0])
+        await s.open()
+        await s.close()
+        with pytest.raises(StoreUnavailable, match="membership changes are not supported"):
+            await make_store(other).open()
+        # a lone member may move to another address
+        lone = {"data_dir": str(tmp_path / "lone")}
+        s = make_store(lone)
+        await s.open()
+        await s.create("/k", b"v")
+        await s.close()
+        s = make_store({**lone, "members": [opts[0]["self_address"]]})
+        await s.open()
+        assert (await s.get("/k")).value == b"v"
+        await s.close()
+    run(main())
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"members": ["a:1", "b:2"]}, "self_address is required"),
+    ({"members": ["a:1", "b:2"], "self_address": "c:3"}, "not one of members"),
+    ({"members": ["nohost"]}, "host:port"),
+    ({"members": ["a:1", "a:1"], "self_address": "a:1"}, "twice"),
+    ({"heartbeat_interval": 0.2, "election_timeout": 0.5}, "third"),
+    ({"max_inflight_batches": 0}, "at least 1"),
+])
+def test_bad_options_are_config_errors(options, message):
+    from pilothouse.config import ConfigError
+    with pytest.raises(ConfigError, match=message):
+        make_store(options)
+
+
+def test_options_are_documented():
+    import dataclasses
+    from pilothouse_store_raft import Options
+    for f in dataclasses.fields(Options):
+        assert f.metadata.get("help"), f"option {f.name} has no help text"
