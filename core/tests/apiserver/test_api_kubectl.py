@@ -117,3 +117,40 @@ def test_get_watch_prints_changes(apiserver):
                                   ["get", "events"], ["cluster-info"]])
 def test_common_read_commands_succeed(apiserver, args):
     ok(apiserver.kubectl(*args))
+
+
+def test_describe_reads_events_by_involved_object(apiserver):
+    ok(apiserver.kubectl("apply", "-f", "-", input=DEPLOY.replace("name: web", "name: desc")))
+    uid = ok(apiserver.kubectl("get", "deploy", "desc", "-o", "jsonpath={.metadata.uid}"))
+    event = f"""
+apiVersion: v1
+kind: Event
+metadata: {{name: desc.1}}
+involvedObject: {{apiVersion: apps/v1, kind: Deployment, name: desc, namespace: default, uid: {uid}}}
+reason: ScalingReplicaSet
+message: Scaled up replica set desc-1 to 2
+type: Normal
+source: {{component: deployment-controller}}
+"""
+    ok(apiserver.kubectl("create", "-f", "-", input=event))
+    described = ok(apiserver.kubectl("describe", "deploy", "desc"))
+    assert "Name:" in described and "desc" in described
+    assert "ScalingReplicaSet" in described and "Scaled up replica set desc-1 to 2" in described
+
+
+def test_pod_table_columns_wide_and_labels(apiserver):
+    pod = """
+apiVersion: v1
+kind: Pod
+metadata: {name: tp, labels: {app: tp}}
+spec:
+  nodeName: node-a
+  containers: [{name: c, image: busybox:1}]
+"""
+    ok(apiserver.kubectl("apply", "-f", "-", input=pod))
+    table = ok(apiserver.kubectl("get", "pods", "-o", "wide", "-L", "app"))
+    header = table.splitlines()[0].split()
+    assert header[:5] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert "IP" in header and "NODE" in header and "APP" in header
+    row = [line for line in table.splitlines() if line.startswith("tp ")][0].split()
+    assert row[1] == "0/1" and row[2] == "Pending" and "node-a" in row and row[-1] == "tp"
