@@ -32,6 +32,7 @@ import contextlib
 import dataclasses
 import datetime
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
@@ -39,7 +40,8 @@ from aiohttp import web
 from pilothouse.streaming.channel import StreamingError
 from pilothouse.streaming.remotecommand import parse_bool
 
-__all__ = ["LogOptions", "OpenLogs", "serve_logs", "stream_response"]
+__all__ = ["LogOptions", "OpenLogs", "client_gone", "parse_rfc3339", "serve_logs",
+           "stream_response"]
 
 log = logging.getLogger("pilothouse.streaming")
 
@@ -63,9 +65,9 @@ def parse_rfc3339(value: str) -> datetime.datetime:
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
-    if "." in text:  # Python < 3.11 accepts at most 6 fractional digits
+    if "." in text:  # Python's parser takes at most 6 fractional digits (Go sends 9)
         head, _, rest = text.partition(".")
-        digits = "".join(c for c in rest if c.isdigit())
+        digits = re.match(r"\d*", rest).group()
         text = head + "." + (digits[:6] or "0") + rest[len(digits):]
     stamp = datetime.datetime.fromisoformat(text)
     if stamp.tzinfo is None or "T" not in value.upper():

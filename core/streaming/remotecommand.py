@@ -38,7 +38,8 @@ from pilothouse.streaming.spdy import SpdySession, SpdyStream, StreamReset
 from pilothouse.streaming.transport import (accept_upgrade, is_spdy_upgrade,
                                             is_websocket_upgrade, requested_stream_protocols)
 
-__all__ = ["ExecOptions", "Process", "StartProcess", "serve_attach", "serve_exec"]
+__all__ = ["SPDY_REMOTE_COMMAND_PROTOCOLS", "ExecOptions", "Process", "StartProcess",
+           "parse_bool", "serve_attach", "serve_exec"]
 
 log = logging.getLogger("pilothouse.streaming")
 

@@ -217,6 +217,10 @@ def test_kubectl_logs(apiserver, cluster):
     options = last(cluster, "logs")[4]
     assert (options.tail_lines, options.timestamps, options.limit_bytes,
             options.since_seconds, options.follow) == (1, True, 100, 300, False)
+    out = kubectl(apiserver, "logs", "web", "--since-time=2024-05-01T10:00:00.5Z", "-p")
+    assert out.returncode == 0, out.stderr
+    options = last(cluster, "logs")[4]
+    assert (options.since_time, options.previous) == ("2024-05-01T10:00:00Z", True)
 
 
 def test_kubectl_logs_picks_the_container(apiserver, cluster):
