@@ -415,7 +415,14 @@ class APIServer:
                                 subresource="status" if subresource == "status" else "")
         if bound_status is not None:
             new["status"] = bound_status
+        # A namespace's spec.finalizers change only through namespaces/{name}/finalize, as in
+        # Kubernetes; defaulting adds "kubernetes" on create only (it would otherwise put it
+        # back on every write and a namespace could never finish deleting).
+        ns_finalizers = _namespace_spec_finalizers(
+            kind, new if subresource == "finalize" else current)
         defaults.apply_defaults(kind, new)
+        if ns_finalizers is not None:
+            new.setdefault("spec", {})["finalizers"] = ns_finalizers
         self.crds.default(kind, new)
         await self.admit(ctx, "mutate", "UPDATE", kind, new, current, dry_run, subresource)
         # the spec rules of an update do not apply to status writes and to the binding, which
@@ -672,6 +679,13 @@ def _same(new: dict, current: dict) -> bool:
 def _namespace_finalizers(kind: Kind, obj: dict) -> bool:
     return kind.kind == "Namespace" and kind.group == "" and \
         bool((obj.get("spec") or {}).get("finalizers"))
+
+
+def _namespace_spec_finalizers(kind: Kind, source: dict) -> list | None:
+    """For a Namespace, the spec.finalizers an update keeps (from ``source``); else None."""
+    if kind.kind != "Namespace" or kind.group != "":
+        return None
+    return list((source.get("spec") or {}).get("finalizers") or [])
 
 
 def _drop_path(obj: Any, parts: tuple) -> None:
