@@ -27,7 +27,8 @@ COMPONENTS = (
     Component("apiserver", "the API server", needs_server=False),
     Component("scheduler", "the scheduler", needs_server=True,
               fallback="pilothouse.scheduler:run_scheduler"),
-    Component("controller-manager", "the controller manager", needs_server=True),
+    Component("controller-manager", "the controller manager", needs_server=True,
+              fallback="pilothouse.controllers:run_controller_host"),
     Component("node", "the node agent", needs_server=True,
               fallback="pilothouse.node:run_node_agent"),
 )

@@ -11,7 +11,9 @@ one-node cluster needs and the user left open:
 * ``controllers.enabled``: every installed controller when the config enables none (the
   default profile enables none, so that the controller set is whatever is installed);
 * ``components.apiserver`` / ``components.node``: addresses, ports, data directories, the
-  node's name and pod CIDR, the kubeconfig path (the state directory's).
+  node's name and pod CIDR, the kubeconfig path (the state directory's);
+* ``components.controller-manager.leaderElect: false`` unless set: ``up`` runs one
+  controller host per cluster, and a restarted host should not wait out its old Lease.
 
 Command-line flags of ``up`` override the config; the config overrides ``up``'s defaults.
 The result is written with ``base: none`` so that the file alone says what runs.
@@ -118,6 +120,12 @@ def cluster_config(user: Config, state: StateDir, settings: ClusterSettings,
     _put(api, "address", s.api_address, s.get("api_address"))
     _put(api, "port", s.api_port, s.get("api_port"))
     api["kubeconfig"] = str(state.kubeconfig)
+
+    # One controller host per state directory (``up`` never starts a second one), so
+    # leader election would only delay a restarted host by a lease duration.
+    manager = components.setdefault("controller-manager", {}) or {}
+    components["controller-manager"] = manager
+    manager.setdefault("leaderElect", False)
 
     node = components.setdefault("node", {}) or {}
     components["node"] = node

@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "node":
         from pilothouse.node._run import main as node_main
         return node_main(argv[1:])
+    if argv and argv[0] == "controller-manager":
+        from pilothouse.controllers.__main__ import main as controllers_main
+        return controllers_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m pilothouse.cluster._launch")
     parser.add_argument("component", choices=["scheduler"])
     parser.add_argument("--config", required=True)
