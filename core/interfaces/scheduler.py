@@ -325,6 +325,10 @@ class NodeInfo:
     pods_with_affinity: list[dict] = dataclasses.field(default_factory=list)
     pods_with_required_anti_affinity: list[dict] = dataclasses.field(default_factory=list)
     generation: int = 0
+    _labels: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
+                                      compare=False)
+    _taints: list = dataclasses.field(default_factory=list, init=False, repr=False,
+                                      compare=False)
 
     def __post_init__(self) -> None:
         self.set_node(self.node)
@@ -342,15 +346,20 @@ class NodeInfo:
 
     @property
     def labels(self) -> dict[str, str]:
-        return self.node["metadata"].get("labels") or {}
+        """The node's labels (read once per :meth:`set_node`)."""
+        return self._labels
 
     @property
     def taints(self) -> list[dict]:
-        return (self.node.get("spec") or {}).get("taints") or []
+        """The node's ``spec.taints`` (read once per :meth:`set_node`)."""
+        return self._taints
 
     def set_node(self, node: dict) -> None:
-        """Replace the Node object and recompute ``allocatable`` and ``images``."""
+        """Replace the Node object and recompute ``allocatable``, ``images``, ``labels``
+        and ``taints``."""
         self.node = node
+        self._labels = node["metadata"].get("labels") or {}
+        self._taints = (node.get("spec") or {}).get("taints") or []
         status = node.get("status") or {}
         self.allocatable = resource_amounts(status.get("allocatable") or status.get("capacity"))
         images: dict[str, int] = {}
@@ -405,6 +414,7 @@ class NodeInfo:
         other.pods_with_affinity = list(self.pods_with_affinity)
         other.pods_with_required_anti_affinity = list(self.pods_with_required_anti_affinity)
         other.generation = self.generation
+        other._labels, other._taints = self._labels, self._taints
         return other
 
 

@@ -25,8 +25,25 @@ from pilothouse.interfaces.scheduler import (MAX_NODE_SCORE, Bind, Code, CycleSt
 
 log = logging.getLogger("pilothouse.scheduler")
 
-#: CycleState key holding the names of plugins whose PreFilter answered SKIP.
+#: CycleState key holding the plugins whose PreFilter answered SKIP and the Filter plugins
+#: left to run for this pod.
 SKIP_FILTER_KEY = "pilothouse/skip-filter"
+
+
+class _Skipped:
+    """Which plugins' PreFilter answered SKIP, and the filters still to run. Immutable once
+    written, so clones share it."""
+
+    __slots__ = ("names", "filters")
+
+    def __init__(self, names: set[str], filters: list) -> None:
+        self.names, self.filters = frozenset(names), filters
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.names
+
+    def clone(self) -> "_Skipped":
+        return self
 MIN_FEASIBLE_NODES = 100
 MIN_FEASIBLE_PERCENTAGE = 5
 
@@ -122,21 +139,21 @@ class Framework:
     async def run_pre_filter(self, state: CycleState, pod: dict,
                              nodes: list[NodeInfo]) -> Status:
         skip: set[str] = set()
-        state.write(SKIP_FILTER_KEY, skip)
+        state.write(SKIP_FILTER_KEY, _Skipped(skip, self.filter))
         for name, fn in self.pre_filter:
             status = _as_status(await _call(fn, state, pod, nodes), name)
             if status.code is Code.SKIP:
                 skip.add(name)
             elif not status.ok:
                 return status.with_plugin(name)
+        state.write(SKIP_FILTER_KEY, _Skipped(skip, [(n, f) for n, f in self.filter
+                                                     if n not in skip]))
         return Status()
 
     def run_filters(self, state: CycleState, pod: dict, node: NodeInfo) -> Status:
         """Every Filter plugin, in order, stopping at the first failure (plain functions)."""
-        skip = state.get(SKIP_FILTER_KEY) or ()
-        for name, fn in self.filter:
-            if name in skip:
-                continue
+        skipped = state.get(SKIP_FILTER_KEY)
+        for name, fn in (skipped.filters if skipped is not None else self.filter):
             status = fn(state, pod, node)
             if status.code is not Code.SUCCESS and status.code is not Code.SKIP:
                 return status.with_plugin(name)
@@ -326,16 +343,10 @@ class Framework:
 
     @staticmethod
     def select_host(totals: dict[str, int]) -> str:
-        """The highest total; ties broken uniformly at random (reservoir sampling)."""
-        best, best_score, count = "", -1, 0
-        for name, value in totals.items():
-            if value > best_score:
-                best, best_score, count = name, value, 1
-            elif value == best_score:
-                count += 1
-                if random.randrange(count) == 0:
-                    best = name
-        return best
+        """The highest total; ties broken uniformly at random."""
+        best_score = max(totals.values())
+        best = [name for name, value in totals.items() if value == best_score]
+        return best[0] if len(best) == 1 else random.choice(best)
 
     # ---------------------------------------------------------------- reserve .. bind
 

@@ -32,6 +32,8 @@ class ImageLocality:
         else:
             total = len(nodes) or 1
             spread = {i: sum(1 for n in nodes if i in n.images) / total for i in set(images)}
+        if not any(spread.values()):
+            return Status.skip()  # no node has any of the images: every node scores 0
         state.write(_KEY, (images, spread))
         return Status()
 

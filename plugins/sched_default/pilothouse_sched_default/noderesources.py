@@ -49,6 +49,10 @@ def broken_linear(shape: list[tuple[int, int]]):
 class _PodRequest:
     request: dict[str, int]
     non_zero: dict[str, int]
+    #: (resource, amount) to check in Filter: positive, not ignored
+    checks: list[tuple[str, int]] = dataclasses.field(default_factory=list)
+    #: (resource, weight, amount the pod adds, use the non-zero sums) for Score
+    scoring: list[tuple[str, int, int, bool]] = dataclasses.field(default_factory=list)
 
     def clone(self) -> "_PodRequest":
         return self
@@ -106,6 +110,8 @@ class NodeResourcesFit:
         self.strategy = s.get("type", "LeastAllocated")
         self.resources = [(r["name"], r.get("weight", 1))
                           for r in s.get("resources", DEFAULT_RESOURCES)]
+        self._last_state: CycleState | None = None
+        self._last_request: _PodRequest | None = None
         self._ignored = set(self.options.ignoredResources)
         self._ignored_groups = set(self.options.ignoredResourceGroups)
         if self.strategy == "RequestedToCapacityRatio":
@@ -115,15 +121,32 @@ class NodeResourcesFit:
 
     # ---------------------------------------------------------------- filter
 
+    def _compute(self, pod: dict) -> _PodRequest:
+        request, non_zero = pod_requests(pod), pod_requests(pod, non_zero=True)
+        checks = [(name, amount) for name, amount in request.items()
+                  if amount > 0 and name != "pods" and not self._ignored_resource(name)]
+        scoring = []
+        for name, weight in self.resources:
+            if name in ("cpu", "memory"):
+                scoring.append((name, weight, non_zero.get(name, 0), True))
+            else:
+                scoring.append((name, weight, request.get(name, 0), False))
+        return _PodRequest(request, non_zero, checks, scoring)
+
     def _request(self, state: CycleState, pod: dict) -> _PodRequest:
+        if state is self._last_state:  # the same cycle as the previous call: skip the lookup
+            return self._last_request
         req = state.get(_KEY)
         if req is None:
-            req = _PodRequest(pod_requests(pod), pod_requests(pod, non_zero=True))
+            req = self._compute(pod)
             state.write(_KEY, req)
+        self._last_state, self._last_request = state, req
         return req
 
     def pre_filter(self, state: CycleState, pod: dict, nodes: list[NodeInfo]) -> Status:
-        state.write(_KEY, _PodRequest(pod_requests(pod), pod_requests(pod, non_zero=True)))
+        req = self._compute(pod)
+        state.write(_KEY, req)
+        self._last_state, self._last_request = state, req
         return _OK
 
     def _ignored_resource(self, name: str) -> bool:
@@ -133,19 +156,23 @@ class NodeResourcesFit:
 
     def insufficient(self, request: dict[str, int], node: NodeInfo) -> list[str]:
         """The reasons ``request`` does not fit ``node`` (empty when it fits)."""
-        reasons = []
+        checks = [(name, amount) for name, amount in request.items()
+                  if amount > 0 and name != "pods" and not self._ignored_resource(name)]
+        return self._insufficient(checks, node)
+
+    @staticmethod
+    def _insufficient(checks: list[tuple[str, int]], node: NodeInfo) -> list[str]:
         alloc, used = node.allocatable, node.requested
+        reasons = []
         if len(node.pods) + 1 > alloc.get("pods", 0):
             reasons.append("Too many pods")
-        for name, amount in request.items():
-            if amount <= 0 or name == "pods" or self._ignored_resource(name):
-                continue
+        for name, amount in checks:
             if amount > alloc.get(name, 0) - used.get(name, 0):
                 reasons.append(f"Insufficient {name}")
         return reasons
 
     def filter(self, state: CycleState, pod: dict, node: NodeInfo) -> Status:
-        reasons = self.insufficient(self._request(state, pod).request, node)
+        reasons = self._insufficient(self._request(state, pod).checks, node)
         if reasons:
             return Status.unschedulable(*reasons)
         return _OK
@@ -157,21 +184,20 @@ class NodeResourcesFit:
         return _OK
 
     def score(self, state: CycleState, pod: dict, node: NodeInfo) -> int:
-        req = self._request(state, pod)
         total = weights = 0
         alloc = node.allocatable
-        for name, weight in self.resources:
+        strategy = self.strategy
+        for name, weight, adds, non_zero in self._request(state, pod).scoring:
             capacity = alloc.get(name, 0)
             if capacity == 0:
                 continue
-            if name in ("cpu", "memory"):
-                requested = node.non_zero_requested.get(name, 0) + req.non_zero.get(name, 0)
-            else:
-                requested = node.requested.get(name, 0) + req.request.get(name, 0)
-            if self.strategy == "LeastAllocated":
-                value = least_requested(requested, capacity)
-            elif self.strategy == "MostAllocated":
-                value = most_requested(requested, capacity)
+            requested = (node.non_zero_requested if non_zero else node.requested).get(
+                name, 0) + adds
+            if strategy == "LeastAllocated":
+                value = 0 if requested > capacity else \
+                    (capacity - requested) * MAX_NODE_SCORE // capacity
+            elif strategy == "MostAllocated":
+                value = min(requested, capacity) * MAX_NODE_SCORE // capacity
             else:
                 utilization = 100 if requested > capacity else requested * 100 // capacity
                 value = self._ratio(utilization)
@@ -179,7 +205,7 @@ class NodeResourcesFit:
             weights += weight
         if not weights:
             return 0
-        if self.strategy == "RequestedToCapacityRatio":
+        if strategy == "RequestedToCapacityRatio":
             return int(total / weights + 0.5)
         return total // weights
 

@@ -26,14 +26,19 @@ class TaintToleration:
             resolvable=False)
 
     def pre_score(self, state: CycleState, pod: dict, nodes: list[NodeInfo]) -> Status:
+        if not any(t.get("effect") == "PreferNoSchedule" for n in nodes for t in n.taints):
+            return Status.skip()  # every node would score the same
         tolerations = [t for t in (pod.get("spec") or {}).get("tolerations") or []
                        if (t.get("effect") or "PreferNoSchedule") == "PreferNoSchedule"]
         state.write(_KEY, tolerations)
         return Status()
 
     def score(self, state: CycleState, pod: dict, node: NodeInfo) -> int:
+        taints = node.taints
+        if not taints:
+            return 0
         tolerations = state.get(_KEY) or []
-        return sum(1 for taint in node.taints if taint.get("effect") == "PreferNoSchedule"
+        return sum(1 for taint in taints if taint.get("effect") == "PreferNoSchedule"
                    and not tolerated(taint, tolerations))
 
     def normalize_scores(self, state: CycleState, pod: dict,
