@@ -297,3 +297,88 @@ def test_config_map_volume_and_secret_env_are_visible(apiserver, node):
                    b"colour=green\n", 30, what="the new ConfigMap content")
     finally:
         delete(apiserver, "configured")
+
+
+def _run_on_a_terminal(argv, env, send: bytes, after: float = 3.0, timeout: float = 60,
+                       until: str | None = None):
+    """Run ``argv`` with a pseudo-terminal (33 rows, 101 columns) as its stdin/stdout,
+    type ``send`` after ``after`` seconds; return (exit code, everything it printed).
+    With ``until``, stop it once that text was printed."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+    proc = subprocess.Popen(argv, env=env, stdin=slave, stdout=slave, stderr=slave,
+                            start_new_session=True)
+    os.close(slave)
+    out, sent, t0 = b"", False, time.monotonic()
+    try:
+        while proc.poll() is None and time.monotonic() - t0 < timeout:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    out += os.read(master, 4096)
+                except OSError:
+                    break
+            if not sent and time.monotonic() - t0 > after:
+                os.write(master, send)
+                sent = True
+            if until is not None and until.encode() in out:
+                proc.terminate()
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    return proc.returncode, out.decode(errors="replace")
+
+
+def test_exec_and_attach_on_a_terminal_and_the_python_client(apiserver, node):
+    if not proxy_available(apiserver):
+        pytest.skip("the API server has no node streaming proxy yet")
+    apply(apiserver, pod("term", ["sh"], container={"stdin": True, "tty": True}))
+    apply(apiserver, pod("pyweb", ["httpd", "-f", "-p", "80", "-h", "/var/www"]))
+    try:
+        for name in ("term", "pyweb"):
+            assert apiserver.kubectl("wait", "--for=condition=Ready", f"pod/{name}",
+                                     "--timeout=60s").returncode == 0
+        env = {**os.environ, "KUBECONFIG": str(apiserver.kubeconfig),
+               "HOME": str(apiserver.workdir)}
+        # kubectl exec -it: a terminal of the client's size, input, exit code
+        code, out = _run_on_a_terminal(
+            [kubectl_path(), "exec", "-it", "term", "--", "sh", "-c",
+             "tty; stty size; read x; echo got $x; exit 5"], env, b"typed\r")
+        assert code == 5, out
+        assert "/dev/pts/" in out and "33 101" in out and "got typed" in out
+        assert "command terminated with exit code 5" in out
+        # kubectl attach -it to the container's shell
+        code, out = _run_on_a_terminal([kubectl_path(), "attach", "-it", "term"], env,
+                                       b"echo attached-$((6*7))\r", after=2, timeout=30,
+                                       until="attached-42")
+        assert "attached-42" in out, out
+
+        from kubernetes import client as k8s
+        from kubernetes.stream import portforward, stream
+        core = k8s.CoreV1Api(apiserver.k8s_client())
+        session = stream(core.connect_get_namespaced_pod_exec, "pyweb", "default",
+                         command=["sh", "-c", "echo from-python; exit 2"], stderr=True,
+                         stdin=False, stdout=True, tty=False, _preload_content=False)
+        session.run_forever(timeout=30)
+        assert session.read_stdout() == "from-python\n" and session.returncode == 2
+        forwarded = portforward(core.connect_get_namespaced_pod_portforward, "pyweb",
+                                "default", ports="80")
+        sock = forwarded.socket(80)
+        sock.setblocking(True)
+        sock.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+        sock.close()
+        assert reply.startswith(b"HTTP/1.") and reply.endswith(PAGE)
+    finally:
+        for name in ("term", "pyweb"):
+            delete(apiserver, name)
