@@ -110,7 +110,8 @@ class MemberConfig:
     def __init__(self, *, data_dir: str, self_address: str, members: list[str],
                  bind_address: str | None, election_timeout: float,
                  heartbeat_interval: float, snapshot_entries: int,
-                 snapshot_interval: float, fsync: bool = True):
+                 snapshot_interval: float, fsync: bool = True,
+                 max_entry_bytes: int = 64 << 20):
         self.data_dir = data_dir
         self.self_address = self_address
         self.others = [m for m in members if m != self_address]
@@ -120,6 +121,7 @@ class MemberConfig:
         self.snapshot_entries = snapshot_entries
         self.snapshot_interval = snapshot_interval
         self.fsync = fsync
+        self.max_entry_bytes = max_entry_bytes
 
     def syncobj_conf(self, member: RaftMember) -> SyncObjConf:
         if self.others:
@@ -136,7 +138,10 @@ class MemberConfig:
             leaderFallbackTimeout=emax,
             connectionTimeout=max(emax, 2.0),
             connectionRetryTime=0.2,
-            appendEntriesBatchSizeBytes=1 << 30,  # never split one entry into chunks
+            # pysyncobj splits an entry at least this large into chunks, and its chunking
+            # mislabels the last chunk for some sizes: keep every entry below the limit.
+            # The limit also bounds one catch-up message to a lagging follower.
+            appendEntriesBatchSizeBytes=2 * self.max_entry_bytes,
             sendBufferSize=1 << 21,
             recvBufferSize=1 << 21,
             commandsQueueSize=100000,

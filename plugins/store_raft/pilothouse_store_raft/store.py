@@ -90,6 +90,9 @@ class Options:
         "Most requests packed into one raft entry.")})
     max_batch_bytes: int = dataclasses.field(default=8 << 20, metadata={"help": (
         "Most value bytes packed into one raft entry (a larger single value goes alone).")})
+    max_value_bytes: int = dataclasses.field(default=16 << 20, metadata={"help": (
+        "Largest value accepted; a larger one raises StoreError (the contract requires at "
+        "least 1.5 MiB).")})
     max_inflight_batches: int = dataclasses.field(default=2, metadata={"help": (
         "Raft entries this member has in flight at once; further requests wait and are "
         "batched together.")})
@@ -121,6 +124,8 @@ class Options:
             raise ValueError("heartbeat_interval must be under a third of election_timeout")
         if self.request_timeout <= 0:
             raise ValueError("request_timeout must be positive")
+        if self.max_value_bytes < 1_572_864:
+            raise ValueError("max_value_bytes must be at least 1572864 (1.5 MiB)")
         if self.max_batch_ops < 1 or self.max_inflight_batches < 1 or self.max_batch_bytes < 1:
             raise ValueError("max_batch_ops, max_batch_bytes and max_inflight_batches must "
                              "be at least 1")
@@ -228,7 +233,9 @@ class RaftStore(Store):
                 bind_address=opts.bind_address, election_timeout=opts.election_timeout,
                 heartbeat_interval=opts.heartbeat_interval,
                 snapshot_entries=opts.snapshot_entries,
-                snapshot_interval=opts.snapshot_interval, fsync=not opts.unsafe_no_fsync)
+                snapshot_interval=opts.snapshot_interval, fsync=not opts.unsafe_no_fsync,
+                max_entry_bytes=max(opts.max_value_bytes, opts.max_batch_bytes)
+                + opts.max_batch_ops * (MAX_KEY_BYTES + 256))
             member = RaftMember(cfg, self._applied_threadsafe)
             await self._loop.run_in_executor(None, member.start)
         except StoreUnavailable:
@@ -478,9 +485,17 @@ class RaftStore(Store):
 
     # ------------------------------------------------------------------ writes
 
+    def _check_value(self, value) -> bytes:
+        value = bytes(value)
+        if len(value) > self.options.max_value_bytes:
+            raise StoreError(f"value of {len(value)} bytes is larger than the "
+                             f"{self.options.max_value_bytes} this store accepts "
+                             f"(option max_value_bytes)")
+        return value
+
     async def create(self, key: str, value: bytes) -> KeyValue:
         _check_key(key)
-        value = bytes(value)
+        value = self._check_value(value)
         res = await self._run((S.OP_CREATE, key, value), len(value))
         if res[0] == S.OK:
             return KeyValue(key, value, res[1], res[2])
@@ -489,7 +504,7 @@ class RaftStore(Store):
     async def update(self, key: str, value: bytes, *, expected_revision: int) -> KeyValue:
         _check_key(key)
         _check_revision("expected_revision", expected_revision)
-        value = bytes(value)
+        value = self._check_value(value)
         res = await self._run((S.OP_UPDATE, key, value, expected_revision), len(value))
         if res[0] == S.OK:
             return KeyValue(key, value, res[1], res[2])

@@ -133,3 +133,16 @@ def test_options_are_documented():
     from pilothouse_store_raft import Options
     for f in dataclasses.fields(Options):
         assert f.metadata.get("help"), f"option {f.name} has no help text"
+
+
+def test_values_above_max_value_bytes_are_refused(tmp_path, run):
+    async def main():
+        s = make_store({"data_dir": str(tmp_path), "max_value_bytes": 2 << 20})
+        await s.open()
+        big = b"v" * (2 << 20)
+        kv = await s.create("/big", big)  # at the limit: fine
+        with pytest.raises(StoreError, match="max_value_bytes"):
+            await s.update("/big", big + b"!", expected_revision=kv.mod_revision)
+        assert (await s.get("/big")).value == big
+        await s.close()
+    run(main())
