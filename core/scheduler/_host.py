@@ -560,27 +560,39 @@ class Scheduler:
 
     async def _patch_status(self, pod: dict, reason: str, message: str,
                             nominated: str | None) -> None:
-        current = self.pods.get(object_key(pod)) or pod
-        if _assigned(current):
-            return
-        status = current.get("status") or {}
-        cond = next((c for c in status.get("conditions") or []
-                     if c.get("type") == "PodScheduled"), None)
-        same = cond is not None and cond.get("status") == "False" and \
-            cond.get("reason") == reason and cond.get("message") == message
-        if same and (nominated is None or status.get("nominatedNodeName") == nominated):
-            return
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        transition = cond.get("lastTransitionTime") if cond is not None and \
-            cond.get("status") == "False" else now
-        patch: dict = {"status": {"conditions": [{
-            "type": "PodScheduled", "status": "False", "reason": reason, "message": message,
-            "lastProbeTime": None, "lastTransitionTime": transition or now}]}}
-        if nominated is not None:
-            patch["status"]["nominatedNodeName"] = nominated
+        """PodScheduled=False (and ``nominatedNodeName``) through pods/status, with the
+        resourceVersion as a precondition: a pod bound meanwhile (by us or a rival) must
+        never be marked unschedulable."""
         meta = pod["metadata"]
-        await self.pods_api.patch(meta["name"], patch, meta.get("namespace"),
-                                  content_type=STRATEGIC, subresource="status")
+        current = self.pods.get(object_key(pod)) or pod
+        for _ in range(5):
+            if _assigned(current) or _deleting(current) or \
+                    current["metadata"].get("uid") != meta.get("uid"):
+                return
+            status = current.get("status") or {}
+            cond = next((c for c in status.get("conditions") or []
+                         if c.get("type") == "PodScheduled"), None)
+            same = cond is not None and cond.get("status") == "False" and \
+                cond.get("reason") == reason and cond.get("message") == message
+            if same and (nominated is None or status.get("nominatedNodeName") == nominated):
+                return
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            transition = cond.get("lastTransitionTime") if cond is not None and \
+                cond.get("status") == "False" else now
+            patch: dict = {
+                "metadata": {"resourceVersion": current["metadata"].get("resourceVersion")},
+                "status": {"conditions": [{
+                    "type": "PodScheduled", "status": "False", "reason": reason,
+                    "message": message, "lastProbeTime": None,
+                    "lastTransitionTime": transition or now}]}}
+            if nominated is not None:
+                patch["status"]["nominatedNodeName"] = nominated
+            try:
+                await self.pods_api.patch(meta["name"], patch, meta.get("namespace"),
+                                          content_type=STRATEGIC, subresource="status")
+                return
+            except errors.Conflict:
+                current = await self.pods_api.get(meta["name"], meta.get("namespace"))
 
     # ---------------------------------------------------------------- life cycle
 

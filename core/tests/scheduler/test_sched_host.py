@@ -364,3 +364,18 @@ class ToyBind:
             return None
     with pytest.raises(ConfigError, match="same QueueSort"):
         Scheduler.from_config(mixed, client=FakeClient())
+
+
+def test_a_stale_failure_never_marks_a_bound_pod_unschedulable(api):
+    """The PodScheduled=False write carries the resourceVersion the scheduler saw: if a rival
+    bound the pod meanwhile, the write is dropped instead of contradicting the binding."""
+    with SchedulerThread(api.url, {"other-profile": profile()}) as s:
+        s.create(node("n1"))
+        created = s.create(pod("raced"))  # nobody serves default-scheduler here
+        s.wait_for(lambda: s.call(lambda: s.scheduler.pods.get("default/raced")))
+        s.run(s.client.resource("v1", "Pod").bind("raced", "default", "n1"))  # the rival
+        s.call(lambda: setattr(s.scheduler.pods, "get", lambda key: created))  # stale view
+        s.run(s.scheduler._patch_status(created, "Unschedulable", "0/1 nodes are available",
+                                        None))
+        cond = s.scheduled_condition("raced")
+        assert cond["status"] == "True"
