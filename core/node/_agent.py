@@ -22,6 +22,7 @@ from pilothouse.model.meta import now_rfc3339, now_rfc3339_micro
 from pilothouse.model.quantity import Quantity, QuantityError
 from pilothouse.node import _podspec as ps
 from pilothouse.node._backoff import Backoff
+from pilothouse.node._env import service_env
 from pilothouse.node._events import EventRecorder
 from pilothouse.node._machine import MachineInfo, node_ip
 from pilothouse.node._settings import Settings
@@ -97,6 +98,7 @@ class NodeAgent:
         self.pod_cidr = self.settings.podCIDR
         self.pod_informer: Informer | None = None
         self.node_informer: Informer | None = None
+        self.service_informer: Informer | None = None
         self._image_refs: dict[str, str] = {}
         self._tasks: list[asyncio.Task] = []
         self._server = None
@@ -154,6 +156,24 @@ class NodeAgent:
             self._image_refs[ref] = image.repo_digests[0] if image.repo_digests else image.id
         return self._image_refs[ref]
 
+    def service_env(self, pod: dict) -> dict[str, str]:
+        """Service variables for a pod's containers: the Services of its namespace (with
+        ``enableServiceLinks``, the default) and the ``kubernetes`` Service of the default
+        namespace."""
+        informer = self.service_informer
+        if informer is None:
+            return {}
+        ns = (pod.get("metadata") or {}).get("namespace", "default")
+        links = (pod.get("spec") or {}).get("enableServiceLinks") is not False
+        chosen: dict[str, dict] = {}
+        for svc in informer.list():
+            m = svc["metadata"]
+            if m.get("namespace") == "default" and m["name"] == "kubernetes":
+                chosen.setdefault(m["name"], svc)
+            elif links and m.get("namespace") == ns:
+                chosen[m["name"]] = svc
+        return service_env(list(chosen.values()))
+
     def log_dir(self, pod: dict) -> pathlib.Path:
         m = pod.get("metadata") or {}
         return self.data_dir / "logs" / f"{m.get('namespace')}_{m.get('name')}_{m.get('uid')}"
@@ -205,8 +225,10 @@ class NodeAgent:
         self.node_informer = Informer(self.nodes, field_selector=node_selector)
         self.node_informer.add_handlers(self._node_changed, lambda o, n: self._node_changed(n),
                                         None)
+        self.service_informer = Informer(self.client.resource("v1", "Service"))
         self.pod_informer.start()
         self.node_informer.start()
+        self.service_informer.start()
         self._spawn(self._lease_loop(), "node lease")
         self._spawn(self._status_loop(), "node status")
         await asyncio.wait_for(self.pod_informer.synced.wait(), 60)
@@ -224,7 +246,7 @@ class NodeAgent:
         if self._started:
             self.hook("pilothouse_component_stopping", component="node")
         self._started = False
-        for informer in (self.pod_informer, self.node_informer):
+        for informer in (self.pod_informer, self.node_informer, self.service_informer):
             if informer is not None:
                 await informer.stop()
         for task in self._tasks:

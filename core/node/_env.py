@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pilothouse.model.quantity import Quantity, QuantityError
 
 __all__ = ["ConfigError", "Lookup", "expand", "field_value", "resolve_env",
-           "resource_field_value"]
+           "resource_field_value", "service_env"]
 
 #: ``lookup(kind, namespace, name)`` → the ConfigMap/Secret object, or None when absent.
 Lookup = Callable[[str, str, str], Awaitable[dict | None]]
@@ -208,3 +208,38 @@ async def resolve_env(pod: dict, container: dict, lookup: Lookup, *, host_ip: st
                 env[name] = data[key]
                 break
     return list(env.items())
+
+
+def _env_name(name: str) -> str:
+    return name.upper().replace("-", "_")
+
+
+def service_env(services: list[dict]) -> dict[str, str]:
+    """The Service environment variables the kubelet gives containers (Docker-links style):
+    ``<NAME>_SERVICE_HOST``, ``<NAME>_SERVICE_PORT[_<PORTNAME>]``, ``<NAME>_PORT``,
+    ``<NAME>_PORT_<port>_<PROTO>[_PROTO|_PORT|_ADDR]`` for each Service with a cluster IP."""
+    out: dict[str, str] = {}
+    for svc in services:
+        spec = svc.get("spec") or {}
+        ip = spec.get("clusterIP") or ""
+        ports = spec.get("ports") or []
+        if not ip or ip == "None" or not ports:
+            continue
+        name = _env_name(svc["metadata"]["name"])
+        out[f"{name}_SERVICE_HOST"] = ip
+        out[f"{name}_SERVICE_PORT"] = str(ports[0].get("port"))
+        for p in ports:
+            if p.get("name"):
+                out[f"{name}_SERVICE_PORT_{_env_name(p['name'])}"] = str(p.get("port"))
+        host = f"[{ip}]" if ":" in ip else ip
+        for i, p in enumerate(ports):
+            proto = (p.get("protocol") or "TCP").lower()
+            url = f"{proto}://{host}:{p.get('port')}"
+            prefix = f"{name}_PORT_{p.get('port')}_{proto.upper()}"
+            if i == 0:
+                out[f"{name}_PORT"] = url
+            out[prefix] = url
+            out[f"{prefix}_PROTO"] = proto
+            out[f"{prefix}_PORT"] = str(p.get("port"))
+            out[f"{prefix}_ADDR"] = ip
+    return out

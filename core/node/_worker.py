@@ -580,7 +580,8 @@ class PodWorker:
                                 ) -> rt.ContainerConfig:
         """Raises ConfigError or VolumeError (CreateContainerConfigError)."""
         env_list = await resolve_env(pod, c, self.agent.lookup, host_ip=self.agent.node_ip,
-                                     pod_ips=pod_ips, allocatable=self.agent.allocatable)
+                                     pod_ips=pod_ips, allocatable=self.agent.allocatable,
+                                     service_env=self.agent.service_env(pod))
         env = dict(env_list)
         paths = self.volume_paths
         if paths is None:

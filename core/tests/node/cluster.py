@@ -54,7 +54,8 @@ class AgentThread:
     and purges the runtime (``destroy()`` for containerd), the agent only drives it."""
 
     def __init__(self, api_url: str, plugin: str, options: dict, *, node_name: str,
-                 data_dir: str, **settings):
+                 data_dir: str, plugin_manager=None, **settings):
+        self.plugin_manager = plugin_manager
         self.api_url, self.plugin, self.options = api_url, plugin, options
         self.node_name, self.data_dir = node_name, data_dir
         self.settings = {"port": 0, "address": "127.0.0.1", "nodeIP": "127.0.0.1",
@@ -78,7 +79,7 @@ class AgentThread:
             self.client = Client(self.api_url)
             self.agent = NodeAgent(self.client, self.runtime, node_name=self.node_name,
                                    options=Settings(dataDir=self.data_dir, **self.settings),
-                                   open_runtime=False)
+                                   open_runtime=False, plugin_manager=self.plugin_manager)
             await self.agent.start()
             return self.agent
         return self.run(go())

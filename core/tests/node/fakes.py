@@ -315,3 +315,10 @@ def make_pod(name="p", *, uid="uid-1", containers=None, init=None, restart="Alwa
            "status": {"phase": "Pending"}}
     apply_defaults("Pod", pod)
     return pod
+
+
+def _no_services(pod):
+    return {}
+
+
+FakeAgent.service_env = staticmethod(_no_services)

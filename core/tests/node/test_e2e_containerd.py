@@ -286,9 +286,15 @@ def test_config_map_volume_and_secret_env_are_visible(apiserver, node):
         assert node.exec_sync(cid, ["cat", "/var/run/secrets/kubernetes.io/serviceaccount/"
                                            "namespace"]).stdout == b"default"
         assert p["status"]["qosClass"] == "Guaranteed"
-        # the memory limit is the container's cgroup limit
-        limit = node.exec_sync(cid, ["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"])
-        if limit.exit_code == 0:
+        assert any(line.startswith("KUBERNETES_SERVICE_HOST=") for line in env)
+        # limits are the container's cgroup settings (cgroup v1 here; v2 in the else branch)
+        if os.path.isdir("/sys/fs/cgroup/memory"):
+            limit = node.exec_sync(cid, ["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"])
+            assert int(limit.stdout) == 64 * 1024 * 1024
+            quota = node.exec_sync(cid, ["cat", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"])
+            assert int(quota.stdout) == 50000
+        else:
+            limit = node.exec_sync(cid, ["cat", "/sys/fs/cgroup/memory.max"])
             assert int(limit.stdout) == 64 * 1024 * 1024
         # a ConfigMap change reaches the volume (the agent re-syncs volumes periodically)
         apply(apiserver, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app"},

@@ -6,14 +6,41 @@ import re
 
 import pytest
 
+from pilothouse.hooks import hookimpl
 from pilothouse.interfaces.runtime import Feature
-from pilothouse.plugins import discover
+from pilothouse.plugins import discover, make_plugin_manager
 from pilothouse.testing.images import build_busybox_image, busybox_available
 
 from cluster import AgentThread, container_status, pod_json, wait_until
 
 IMAGE = "pilothouse.test/node-process:1"
 NODE = "node-process"
+
+
+class Recorder:
+    """A broadcast plugin that records the node agent's hook calls."""
+
+    def __init__(self):
+        self.calls = []
+
+    @hookimpl
+    def pilothouse_node_labels(self, node_name):
+        return {"example.com/recorded-by": "test", "kubernetes.io/os": "ignored"}
+
+    @hookimpl
+    def pilothouse_pod_synced(self, pod, status):
+        self.calls.append(("synced", pod["metadata"]["name"], status.get("phase")))
+
+    @hookimpl
+    def pilothouse_container_started(self, pod, container_name, container_id):
+        self.calls.append(("started", pod["metadata"]["name"], container_name))
+
+    @hookimpl
+    def pilothouse_container_exited(self, pod, container_name, exit_code, reason):
+        self.calls.append(("exited", pod["metadata"]["name"], exit_code, reason))
+
+
+RECORDER = Recorder()
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +50,10 @@ def node(apiserver, tmp_path_factory):
     if not busybox_available():
         pytest.skip("busybox-static is not installed")
     tmp = tmp_path_factory.mktemp("process-node")
+    pm = make_plugin_manager()
+    pm.register(RECORDER, name="recorder")
     agent = AgentThread(apiserver.url, "process", {"state_dir": str(tmp / "runtime")},
-                        node_name=NODE, data_dir=str(tmp / "node"))
+                        node_name=NODE, data_dir=str(tmp / "node"), plugin_manager=pm)
     try:
         agent.start()
         tar = build_busybox_image(tmp, IMAGE)
@@ -84,6 +113,15 @@ def test_crash_loop_and_run_to_completion(apiserver, node):
                           "Succeeded" and p, 60)
         term = container_status(done, "main")["state"]["terminated"]
         assert (term["exitCode"], term["reason"]) == (0, "Completed")
+        # the hooks saw it all, through a plugin manager
+        assert ("started", "job", "main") in RECORDER.calls
+        assert ("exited", "job", 0, "Completed") in RECORDER.calls
+        assert ("exited", "crash", 1, "Error") in RECORDER.calls
+        wait_until(lambda: ("synced", "job", "Succeeded") in RECORDER.calls, 10)
+        labels = json.loads(apiserver.kubectl("get", "node", NODE, "-o", "json").stdout)[
+            "metadata"]["labels"]
+        assert labels["example.com/recorded-by"] == "test"
+        assert labels["kubernetes.io/os"] == "linux"  # the agent's own labels win
         assert re.search(r"job\s+0/1\s+Completed", apiserver.kubectl("get", "pods").stdout)
     finally:
         for name in ("crash", "job"):

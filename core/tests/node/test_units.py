@@ -461,3 +461,20 @@ def test_status_manager_writes_only_changes():
         assert [p["status"]["phase"] for p in pods.patches][-1] == "Succeeded"
         assert len(pods.patches) <= 2 and written[-1] == {"phase": "Succeeded"}
     run(scenario())
+
+
+def test_service_environment_variables():
+    from pilothouse.node._env import service_env
+    env = service_env([
+        {"metadata": {"name": "redis-primary"}, "spec": {"clusterIP": "10.0.0.11", "ports": [
+            {"name": "redis", "port": 6379, "protocol": "TCP"},
+            {"name": "metrics", "port": 9121, "protocol": "TCP"}]}},
+        {"metadata": {"name": "headless"}, "spec": {"clusterIP": "None",
+                                                    "ports": [{"port": 80}]}}])
+    assert env["REDIS_PRIMARY_SERVICE_HOST"] == "10.0.0.11"
+    assert env["REDIS_PRIMARY_SERVICE_PORT"] == "6379"
+    assert env["REDIS_PRIMARY_SERVICE_PORT_METRICS"] == "9121"
+    assert env["REDIS_PRIMARY_PORT"] == "tcp://10.0.0.11:6379"
+    assert env["REDIS_PRIMARY_PORT_9121_TCP_ADDR"] == "10.0.0.11"
+    assert env["REDIS_PRIMARY_PORT_6379_TCP_PROTO"] == "tcp"
+    assert not any(k.startswith("HEADLESS") for k in env)
