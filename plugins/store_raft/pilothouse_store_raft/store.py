@@ -228,7 +228,8 @@ class RaftStore(Store):
             raise StoreUnavailable(f"raft store: cannot lock {data_dir!r}: "
                                    f"{exc.strerror}") from None
         try:
-            self._check_cluster_file(data_dir, members, self_address)
+            await self._loop.run_in_executor(None, self._check_cluster_file, data_dir,
+                                             members, self_address)
             cfg = MemberConfig(
                 data_dir=data_dir, self_address=self_address, members=members,
                 bind_address=opts.bind_address, election_timeout=opts.election_timeout,
