@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import inspect
 import logging
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
@@ -41,8 +42,9 @@ class QueueController(Controller):
 
     The contract:
 
-    * :meth:`setup` runs at every (re)start, before the informers are started. Call
-      :meth:`watch` there. Informers come from the host's shared factory (one list+watch per
+    * :meth:`setup` (plain or ``async``) runs at every (re)start, before the informers are
+      started. Call :meth:`watch` there (or later, for resources found at run time: such an
+      informer is started by :meth:`watch` and its objects are queued as they arrive). Informers come from the host's shared factory (one list+watch per
       resource for every controller of the host); handlers are registered once per
       controller instance and survive restarts.
     * When every watched informer has synced, the key of every cached object (through its
@@ -82,8 +84,9 @@ class QueueController(Controller):
 
     # ------------------------------------------------------------ to implement
 
-    def setup(self) -> None:
-        """Declare what to watch with :meth:`watch` (called at every start)."""
+    def setup(self) -> Any:
+        """Declare what to watch with :meth:`watch` (called at every start). May be a
+        coroutine (``async def setup``), e.g. to read API discovery first."""
 
     async def reconcile(self, key: Hashable) -> float | None:
         """Bring the object(s) behind ``key`` to their desired state; see the class doc."""
@@ -111,6 +114,8 @@ class QueueController(Controller):
                                               field_selector=field_selector)
         if inf not in self._watched:
             self._watched.append(inf)
+            if self._running:
+                inf.start()
         if keys is not None:
             registration = (id(inf), keys)
             if registration not in self._registered:
@@ -205,7 +210,9 @@ class QueueController(Controller):
         self.name = context.name
         self.queue = WorkQueue(self.retry_base_delay, self.retry_max_delay)
         self._watched.clear()
-        self.setup()
+        prepared = self.setup()
+        if inspect.isawaitable(prepared):
+            await prepared
         for inf in self._watched:
             inf.start()
         workers: list[asyncio.Task] = []
