@@ -244,10 +244,11 @@ class ChannelWebSocket:
     async def send_status(self, status: dict) -> None:
         await self.send(ERROR, json.dumps(status).encode())
 
-    async def receive(self) -> ChannelMessage | None:
-        """The next channel message; None once the WebSocket is closing or closed."""
+    async def receive(self, timeout: float | None = None) -> ChannelMessage | None:
+        """The next channel message; None once the WebSocket is closing or closed. With a
+        ``timeout``, raises :class:`asyncio.TimeoutError` (nothing is lost)."""
         while True:
-            msg = await self.ws.receive()
+            msg = await self.ws.receive(timeout=timeout)
             if msg.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
                 decoded = decode_message(self.protocol, msg.data)
                 if decoded is not None:

@@ -66,7 +66,11 @@ class ExecOptions:
 
     ``command`` is empty for attach. ``stdin``/``stdout``/``stderr`` say which streams the
     client wants; with ``tty`` the command runs on a terminal, stderr is merged into
-    stdout and the client may send resize events.
+    stdout and the client may send resize events. ``terminal_size`` is the client's
+    initial ``(width, height)`` when it sent one before the session started (TTY over
+    WebSocket; see ``initial_size_wait`` of :func:`serve_exec`): a backend that can create
+    the terminal with that size avoids a first frame drawn at the wrong size. The same size
+    is also delivered through ``Process.resize`` right after ``start``.
     """
 
     command: tuple[str, ...] = ()
@@ -75,6 +79,7 @@ class ExecOptions:
     stdout: bool = True
     stderr: bool = False
     tty: bool = False
+    terminal_size: tuple[int, int] | None = None
 
     @classmethod
     def from_query(cls, query, *, container: str | None = None) -> "ExecOptions":
@@ -127,6 +132,11 @@ class Process(Protocol):
     Optional members, used when present: ``resize(width, height)`` (plain or coroutine)
     for TTY resize events; ``kill()`` called when the client disconnects before the process
     ends (see ``kill_on_disconnect``).
+
+    A reader that raises ``OSError`` is treated as ended. Backends reading a pty master
+    through asyncio should turn its final ``EIO`` into end-of-file in their protocol's
+    ``connection_lost``: an ``asyncio.StreamReader`` given the exception instead drops the
+    output it still buffers.
     """
 
     stdin: Any
@@ -143,7 +153,8 @@ StartProcess = Callable[[ExecOptions], Awaitable[Process]]
 
 async def serve_exec(request: web.BaseRequest, start: StartProcess, *,
                      options: ExecOptions | None = None, kill_on_disconnect: bool = True,
-                     stream_timeout: float = 30.0) -> web.StreamResponse:
+                     stream_timeout: float = 30.0,
+                     initial_size_wait: float = 0.5) -> web.StreamResponse:
     """Serve one exec session on ``request`` (WebSocket v5/v4/v4.base64, or the SPDY
     upgrade) and return the response for the aiohttp handler to return.
 
@@ -153,20 +164,26 @@ async def serve_exec(request: web.BaseRequest, start: StartProcess, *,
     other exception from ``start`` — is reported in the final Status. When the client goes
     away before the process has ended, stdin is closed and, with ``kill_on_disconnect``,
     ``process.kill()`` is called. ``stream_timeout`` bounds the wait for a SPDY client's
-    streams.
+    streams. With a TTY over WebSocket, ``start`` is delayed until the client's first
+    message or at most ``initial_size_wait`` seconds, so a terminal size the client sends
+    at once (kubectl does) is known before the process starts (``options.terminal_size``).
     """
-    return await _serve(request, start, options, True, kill_on_disconnect, stream_timeout)
+    return await _serve(request, start, options, True, kill_on_disconnect, stream_timeout,
+                        initial_size_wait)
 
 
 async def serve_attach(request: web.BaseRequest, start: StartProcess, *,
                        options: ExecOptions | None = None, kill_on_disconnect: bool = False,
-                       stream_timeout: float = 30.0) -> web.StreamResponse:
+                       stream_timeout: float = 30.0,
+                       initial_size_wait: float = 0.5) -> web.StreamResponse:
     """:func:`serve_exec` for attach: no command; ``start`` connects to the container's
     main process, which by default is not killed when the client leaves."""
-    return await _serve(request, start, options, False, kill_on_disconnect, stream_timeout)
+    return await _serve(request, start, options, False, kill_on_disconnect, stream_timeout,
+                        initial_size_wait)
 
 
-async def _serve(request, start, options, exec_, kill_on_disconnect, stream_timeout):
+async def _serve(request, start, options, exec_, kill_on_disconnect, stream_timeout,
+                 initial_size_wait):
     try:
         if options is None:
             options = ExecOptions.from_node_query(
@@ -174,7 +191,11 @@ async def _serve(request, start, options, exec_, kill_on_disconnect, stream_time
         options.validate(exec_=exec_)
         if is_websocket_upgrade(request):
             cws = await ch.ChannelWebSocket.accept(request, ch.REMOTE_COMMAND_PROTOCOLS)
-            await _run(_WebSocketIO(cws), start, options, exec_, kill_on_disconnect)
+            io = _WebSocketIO(cws)
+            if options.tty and initial_size_wait > 0:
+                options = dataclasses.replace(
+                    options, terminal_size=await io.initial_size(initial_size_wait))
+            await _run(io, start, options, exec_, kill_on_disconnect)
             return cws.ws
         if is_spdy_upgrade(request):
             return await _serve_spdy(request, start, options, exec_, kill_on_disconnect,
@@ -205,6 +226,9 @@ async def _run(io, start: StartProcess, options: ExecOptions, exec_: bool,
         await io.close()
         return
 
+    if options.terminal_size:
+        width, height = options.terminal_size
+        await _resize(proc, {"Width": width, "Height": height})
     tasks: list[asyncio.Task] = []
     if proc.stdout is not None:
         tasks.append(asyncio.create_task(_pump(proc.stdout, io.stdout if options.stdout
@@ -293,6 +317,30 @@ async def _resize(proc, payload: bytes | dict) -> None:
 class _WebSocketIO:
     def __init__(self, cws: ch.ChannelWebSocket):
         self.cws = cws
+        self.pending: list[ch.ChannelMessage | None] = []  # read early, replayed later
+
+    async def initial_size(self, wait: float) -> tuple[int, int] | None:
+        """The size in a resize message arriving within ``wait`` seconds, before any other
+        message (messages read here are kept for :meth:`run_input`)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while (left := deadline - loop.time()) > 0:
+            try:
+                msg = await self.cws.receive(timeout=left)
+            except asyncio.TimeoutError:
+                return None
+            self.pending.append(msg)
+            if msg is None or msg.channel != ch.RESIZE or msg.closed:
+                return None
+            try:
+                size = json.loads(msg.data)
+                width, height = int(size["Width"]), int(size["Height"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            if width > 0 and height > 0:
+                self.pending.pop()  # _run applies it right after start
+                return width, height
+        return None
 
     async def stdout(self, data: bytes) -> None:
         await self._send(ch.STDOUT, data)
@@ -312,7 +360,7 @@ class _WebSocketIO:
         """Copy stdin and resize events until the client closes the WebSocket."""
         stdin_open = options.stdin
         while True:
-            msg = await self.cws.receive()
+            msg = self.pending.pop(0) if self.pending else await self.cws.receive()
             if msg is None:
                 return
             if msg.channel == ch.STDIN:

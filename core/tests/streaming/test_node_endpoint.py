@@ -28,6 +28,14 @@ def run(coro, timeout=60):
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
+class _PtyReaderProtocol(asyncio.StreamReaderProtocol):
+    """A pty master reads EIO once the terminal's last user has gone: that is its end of
+    file (asyncio would otherwise drop the output still buffered in the reader)."""
+
+    def connection_lost(self, exc):
+        super().connection_lost(None if isinstance(exc, OSError) else exc)
+
+
 class PtyProcess:
     """A subprocess on a pseudo-terminal, shaped as a streaming Process."""
 
@@ -37,14 +45,16 @@ class PtyProcess:
         self.sizes = []
 
     @classmethod
-    async def start(cls, command):
+    async def start(cls, command, size=None):
         master, slave = pty.openpty()
+        if size:  # the terminal starts with the client's size
+            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
         proc = await asyncio.create_subprocess_exec(*command, stdin=slave, stdout=slave,
                                                     stderr=slave, start_new_session=True)
         os.close(slave)
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+        await loop.connect_read_pipe(lambda: _PtyReaderProtocol(reader),
                                      os.fdopen(master, "rb", buffering=0))
         wtransport, wprotocol = await loop.connect_write_pipe(
             asyncio.streams.FlowControlMixin, os.fdopen(os.dup(master), "wb", buffering=0))
@@ -65,6 +75,7 @@ class PtyProcess:
 class Backend(NodeStreamingBackend):
     def __init__(self):
         self.processes = []
+        self.sizes_at_start = []
         self.ports = {}
         self.logs_closed = asyncio.Event()
 
@@ -88,7 +99,8 @@ class Backend(NodeStreamingBackend):
         if container == "broken":
             raise RuntimeError("runtime exploded")
         if options.tty:
-            proc = await PtyProcess.start(options.command)
+            self.sizes_at_start.append(options.terminal_size)
+            proc = await PtyProcess.start(options.command, options.terminal_size)
         else:
             pipe, devnull = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
             proc = await asyncio.create_subprocess_exec(
@@ -266,6 +278,25 @@ def test_exec_tty_resize_reaches_the_terminal():
         assert env.backend.processes[-1].sizes == [(100, 30)]
         assert got[1].replace(b"\r", b"").endswith(b"30 100\n")
         assert 2 not in got and json.loads(got[3])["status"] == "Success"
+    run(body())
+
+
+def test_exec_tty_starts_with_the_clients_first_size():
+    async def body():
+        async with Env() as env:
+            async with env.ws(exec_path(), ["v5.channel.k8s.io"], input="1", output="1",
+                              tty="1", command=["stty", "size"]) as ws:
+                await ws.send_bytes(b"\x04" + json.dumps({"Width": 120,
+                                                          "Height": 40}).encode())
+                got = await collect(ws)
+            assert got[1].replace(b"\r", b"") == b"40 120\n"
+            # a client that sends no size: the session starts anyway (after a short wait)
+            async with env.ws(exec_path(), ["v5.channel.k8s.io"], output="1", tty="1",
+                              command=["echo", "sizeless"]) as ws:
+                got = await collect(ws)
+            assert got[1].replace(b"\r", b"") == b"sizeless\n"
+        assert env.backend.sizes_at_start == [(120, 40), None]
+        assert env.backend.processes[0].sizes == [(120, 40)]  # applied once, not twice
     run(body())
 
 
