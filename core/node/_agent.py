@@ -69,6 +69,7 @@ class NodeAgent:
         self.settings = options or Settings()
         self.node_name = (node_name or self.settings.node_name()).lower()
         self.pm = plugin_manager
+        self.config = None  # the Config, when run by run_node_agent (for the hooks)
         self.clock = clock
         self.open_runtime = open_runtime
         self.data_dir = pathlib.Path(self.settings.dataDir).absolute()
@@ -236,7 +237,7 @@ class NodeAgent:
         self._synced = True
         self._spawn(self._pleg_loop(), "runtime relist")
         self.hook("pilothouse_component_started", component="node",
-                  config=getattr(self, "config", None))
+                  config=self.config)
 
     def _spawn(self, coro, name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))

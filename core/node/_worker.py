@@ -27,8 +27,8 @@ from pilothouse.node import _podspec as ps
 from pilothouse.node._env import ConfigError, expand, resolve_env
 from pilothouse.node._logs import parse_record
 from pilothouse.node._probes import ContainerProber, run_handler
-from pilothouse.node._status import (ContainerView, container_status, is_sidecar, pod_status,
-                                     should_restart)
+from pilothouse.node._status import (AGENT_CONDITIONS, ContainerView, container_status,
+                                     is_sidecar, pod_status, should_restart)
 from pilothouse.node._volumes import VolumeError
 
 if TYPE_CHECKING:
@@ -90,6 +90,16 @@ def _exited(c: rt.ContainerStatus | None) -> bool:
     return c is not None and c.state in (rt.ContainerState.EXITED, rt.ContainerState.UNKNOWN)
 
 
+def _sync_key(pod: dict) -> tuple:
+    """What of a pod, when changed, needs a sync: its metadata (but its resourceVersion
+    and managedFields), its spec, and the conditions the agent does not own."""
+    meta = {k: v for k, v in (pod.get("metadata") or {}).items()
+            if k not in ("resourceVersion", "managedFields")}
+    others = [c for c in (pod.get("status") or {}).get("conditions") or []
+              if c.get("type") not in AGENT_CONDITIONS]
+    return meta, pod.get("spec"), others
+
+
 def _field_path(kind: str, name: str) -> str:
     return f"spec.{'initContainers' if kind == 'init' else 'containers'}{{{name}}}"
 
@@ -135,11 +145,14 @@ class PodWorker:
         return f"{m.get('namespace', '?')}/{m.get('name', self.uid)}"
 
     def update(self, pod: dict | None) -> None:
-        """The pod changed in the API (None: it is gone)."""
-        self.pod = pod
+        """The pod changed in the API (None: it is gone). A change of its status alone
+        (most often the agent's own write) needs no sync, unless a condition that
+        another writer owns changed (readiness gates)."""
+        old, self.pod = self.pod, pod
         if pod is not None:
             self.last_pod = pod
-        self.notify()
+        if pod is None or old is None or _sync_key(old) != _sync_key(pod):
+            self.notify()
 
     def notify(self) -> None:
         self._wake.set()

@@ -388,3 +388,35 @@ def test_exec_and_attach_on_a_terminal_and_the_python_client(apiserver, node):
     finally:
         for name in ("term", "pyweb"):
             delete(apiserver, name)
+
+
+def test_missing_images_per_pull_policy(apiserver, node):
+    absent = "pilothouse.test/absent:1"
+    apply(apiserver, pod("pull", ["true"], containers=[
+        {"name": "main", "image": absent, "imagePullPolicy": "IfNotPresent"}]))
+    apply(apiserver, pod("never", ["true"], containers=[
+        {"name": "main", "image": absent, "imagePullPolicy": "Never"}]))
+    try:
+        def reason(name):
+            waiting = container_status(pod_json(apiserver, name), "main").get(
+                "state", {}).get("waiting") or {}
+            return waiting.get("reason"), waiting.get("message", "")
+        # the first failed pull is ErrImagePull; syncs within the back-off that follows
+        # (the agent's relist sees the new sandbox at once) say ImagePullBackOff
+        later = wait_until(lambda: reason("pull")[0] == "ImagePullBackOff" and reason("pull"),
+                           30)
+        assert later[1] == f'Back-off pulling image "{absent}"'
+        events = apiserver.kubectl("get", "events", "--field-selector",
+                                   "involvedObject.name=pull").stdout
+        assert "Error: ErrImagePull" in events and f'Failed to pull image "{absent}"' in events
+        again = wait_until(lambda: reason("pull")[0] == "ErrImagePull" and reason("pull"), 30)
+        assert absent in again[1]  # the retry after the back-off failed the same way
+        never = wait_until(lambda: reason("never")[0] and reason("never"), 30)
+        assert never == ("ErrImageNeverPull", f'Container image "{absent}" is not present '
+                                              f'with pull policy of Never')
+        assert pod_json(apiserver, "pull")["status"]["phase"] == "Pending"
+        assert re.search(r"pull\s+0/1\s+(ErrImagePull|ImagePullBackOff)",
+                         apiserver.kubectl("get", "pods").stdout)
+    finally:
+        for name in ("pull", "never"):
+            delete(apiserver, name)
