@@ -267,8 +267,16 @@ def test_config_map_volume_and_secret_env_are_visible(apiserver, node):
     apply(apiserver, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
                       "stringData": {"password": "hunter2", "user": "admin"}})
     apply(apiserver, pod("configured", ["sleep", "3600"], volumes=[
-        {"name": "cfg", "configMap": {"name": "app"}}], container={
-        "volumeMounts": [{"name": "cfg", "mountPath": "/etc/app"}],
+        {"name": "cfg", "configMap": {"name": "app"}},
+        {"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+        {"name": "info", "downwardAPI": {"items": [
+            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+            {"path": "mem", "resourceFieldRef": {"containerName": "main",
+                                                 "resource": "limits.memory",
+                                                 "divisor": "1Mi"}}]}}], container={
+        "volumeMounts": [{"name": "cfg", "mountPath": "/etc/app"},
+                         {"name": "cache", "mountPath": "/cache"},
+                         {"name": "info", "mountPath": "/etc/podinfo"}],
         "env": [{"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds",
                                                                       "key": "password"}}},
                 {"name": "GREETING", "value": "hello $(PASSWORD)"}],
@@ -287,6 +295,10 @@ def test_config_map_volume_and_secret_env_are_visible(apiserver, node):
                                            "namespace"]).stdout == b"default"
         assert p["status"]["qosClass"] == "Guaranteed"
         assert any(line.startswith("KUBERNETES_SERVICE_HOST=") for line in env)
+        mounts = node.exec_sync(cid, ["cat", "/proc/mounts"]).stdout.decode()
+        assert re.search(r" /cache tmpfs ", mounts), mounts
+        assert node.exec_sync(cid, ["cat", "/etc/podinfo/labels"]).stdout == b'test="node-e2e"'
+        assert node.exec_sync(cid, ["cat", "/etc/podinfo/mem"]).stdout == b"64"
         # limits are the container's cgroup settings (cgroup v1 here; v2 in the else branch)
         if os.path.isdir("/sys/fs/cgroup/memory"):
             limit = node.exec_sync(cid, ["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"])
@@ -302,7 +314,13 @@ def test_config_map_volume_and_secret_env_are_visible(apiserver, node):
         wait_until(lambda: node.exec_sync(cid, ["cat", "/etc/app/app.conf"]).stdout ==
                    b"colour=green\n", 30, what="the new ConfigMap content")
     finally:
+        uid = (pod_json(apiserver, "configured") or {}).get("metadata", {}).get("uid")
         delete(apiserver, "configured")
+    if uid:  # the tmpfs went with the pod
+        pod_dir = os.path.join(node.data_dir, "pods", uid)
+        wait_until(lambda: not os.path.exists(pod_dir), 30, what="the pod directory to go")
+        with open("/proc/self/mountinfo") as f:
+            assert pod_dir not in f.read()
 
 
 def _run_on_a_terminal(argv, env, send: bytes, after: float = 3.0, timeout: float = 60,
