@@ -83,13 +83,8 @@ def cmd_node(args) -> int:
     return 0
 
 
-def add_node_command(subparsers, common: argparse.ArgumentParser | None = None) -> None:
-    """Add ``pilothouse node`` to the CLI's sub-parsers."""
-    parser = subparsers.add_parser(
-        "node", parents=[common] if common is not None else [],
-        help="run a node agent: register this machine as a Node and run the pods bound "
-             "to it through the configured runtime")
-    if common is None:
+def _arguments(parser: argparse.ArgumentParser, config: bool) -> None:
+    if config:
         parser.add_argument("--config", default=None, help="config file")
     parser.add_argument("--server", required=True, help="URL of the API server")
     parser.add_argument("--node-name", default=None,
@@ -101,12 +96,21 @@ def add_node_command(subparsers, common: argparse.ArgumentParser | None = None) 
     parser.set_defaults(handler=cmd_node)
 
 
+def add_node_command(subparsers, common: argparse.ArgumentParser | None = None) -> None:
+    """Add ``pilothouse node`` to the CLI's sub-parsers (``common`` carries ``--config``)."""
+    parser = subparsers.add_parser(
+        "node", parents=[common] if common is not None else [],
+        help="run a node agent: register this machine as a Node and run the pods bound "
+             "to it through the configured runtime")
+    _arguments(parser, config=common is None)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m pilothouse.node``: the same as ``pilothouse node``."""
-    parser = argparse.ArgumentParser(prog="python -m pilothouse")
-    sub = parser.add_subparsers(dest="command")
-    add_node_command(sub)
-    args = parser.parse_args(["node", *(argv if argv is not None else sys.argv[1:])])
+    parser = argparse.ArgumentParser(prog="python -m pilothouse.node",
+                                     description="Run a Pilothouse node agent.")
+    _arguments(parser, config=True)
+    args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         return args.handler(args)
     return 0

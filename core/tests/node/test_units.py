@@ -478,3 +478,18 @@ def test_service_environment_variables():
     assert env["REDIS_PRIMARY_PORT_9121_TCP_ADDR"] == "10.0.0.11"
     assert env["REDIS_PRIMARY_PORT_6379_TCP_PROTO"] == "tcp"
     assert not any(k.startswith("HEADLESS") for k in env)
+
+
+def test_node_command_line():
+    import argparse
+    from pilothouse.node import add_node_command, cmd_node
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS)
+    parser = argparse.ArgumentParser(prog="pilothouse", parents=[common])
+    add_node_command(parser.add_subparsers(dest="command"), common)
+    args = parser.parse_args(["node", "--config", "c.yaml", "--server", "http://h:6443",
+                              "--node-name", "n1"])
+    assert (args.config, args.server, args.node_name, args.handler) == \
+        ("c.yaml", "http://h:6443", "n1", cmd_node)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["node"])  # --server is required
