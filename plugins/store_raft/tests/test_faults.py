@@ -89,7 +89,7 @@ class Workload:
             except StoreError:
                 self.unknown[key] = value
                 member = self.clients.next(member)
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.2)
             else:
                 self.acked[key] = value
                 self.writes.append((t0, time.monotonic()))
@@ -134,7 +134,7 @@ class Workload:
                     history.append(op)  # outcome unknown
                 seen = None
                 member = self.clients.next(member)
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.2)
 
 
 def _first_write_after(writes, t_kill):

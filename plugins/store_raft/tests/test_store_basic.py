@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -145,4 +146,27 @@ def test_values_above_max_value_bytes_are_refused(tmp_path, run):
             await s.update("/big", big + b"!", expected_revision=kv.mod_revision)
         assert (await s.get("/big")).value == big
         await s.close()
+    run(main())
+
+
+def test_idle_follower_connections_stay_fresh(tmp_path, run):
+    """Followers exchange nothing between elections. pysyncobj checks its idle timeout
+    (``connectionTimeout``, 2 s here) lazily, when it next sends: the first message on a
+    connection idle for longer, i.e. the vote request after a leader crash, closed the
+    connection and was dropped, so elections took two or three rounds. The driver pings
+    every connection; the time of the last message received must stay recent."""
+    async def main():
+        stores = await open_cluster(cluster_options(tmp_path, 3))
+        try:
+            leader = await wait_leader(stores)
+            a, b = [s.member._node for s in stores if s is not leader]
+            await asyncio.sleep(3.0)
+            for x, y in ((a, b), (b, a)):
+                conn = x._SyncObj__transport._connections.get(y.selfNode)
+                if conn is None:  # only one side dials; the other holds the accepted one
+                    continue
+                idle = time.monotonic() - conn._TcpConnection__lastReadTime
+                assert idle < 1.5, f"follower connection idle for {idle:.1f} s"
+        finally:
+            await asyncio.gather(*(s.close() for s in stores))
     run(main())
