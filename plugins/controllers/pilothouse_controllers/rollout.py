@@ -3,11 +3,16 @@ Kubernetes deployment controller: fenceposts for maxSurge/maxUnavailable, how fa
 ReplicaSet may grow and the old ones shrink, proportional scaling, revisions, template hashes,
 status and the Progressing/Available conditions.
 
-One deliberate difference: where Kubernetes counts the pods a ReplicaSet "has" by its
-``spec.replicas``, the surge check here counts ``max(spec.replicas, status.replicas)``, so
-pods of a scaled-down ReplicaSet count until they are really terminating. A watch on the
-pods therefore never sees more than ``replicas + maxSurge`` live pods (Kubernetes only
-guarantees that of the ReplicaSets' specs).
+Two deliberate differences make the bounds hold for the pods themselves, not only for the
+ReplicaSets' specs, even while a ReplicaSet's status lags behind its spec:
+
+* the surge check counts ``max(spec.replicas, status.replicas)`` per ReplicaSet, so pods of
+  a scaled-down ReplicaSet count until they are really terminating: a watch on the pods
+  never sees more than ``replicas + maxSurge`` live pods;
+* the unavailability check counts ``min(status.availableReplicas, spec.replicas)``, so pods
+  a ReplicaSet is about to delete are not counted as available twice: a watch never sees
+  fewer than ``replicas - maxUnavailable`` ready pods once the rollout started from a
+  fully available state.
 """
 
 from __future__ import annotations
@@ -137,6 +142,16 @@ def total_pods(rss) -> int:
 
 def total_status(rss, field: str) -> int:
     return sum(status_of(rs, field) for rs in _present(rss))
+
+
+def available(rs: dict | None) -> int:
+    """Available pods of a ReplicaSet that it will keep: a scale-down its controller has not
+    carried out yet does not count the pods about to go (``min(status, spec)``)."""
+    return min(status_of(rs, "availableReplicas"), spec_replicas(rs))
+
+
+def total_available(rss) -> int:
+    return sum(available(rs) for rs in _present(rss))
 
 
 def active(rss) -> list[dict]:
@@ -298,9 +313,9 @@ def unhealthy_cleanup(old_rss, max_cleanup: int) -> list[tuple[dict, int]]:
         if done >= max_cleanup:
             break
         size = spec_replicas(rs)
-        if size == 0 or size == status_of(rs, "availableReplicas"):
+        if size == 0 or size == available(rs):
             continue
-        count = min(max_cleanup - done, size - status_of(rs, "availableReplicas"))
+        count = min(max_cleanup - done, size - available(rs))
         plan.append((rs, size - count))
         done += count
     return plan
@@ -310,10 +325,10 @@ def old_scale_down(d: dict, all_rss, old_rss) -> list[tuple[dict, int]]:
     """Old ReplicaSets to shrink while keeping ``replicas - maxUnavailable`` available
     (oldest first): [(rs, new size)]."""
     min_available = replicas(d) - max_unavailable(d)
-    available = total_status(all_rss, "availableReplicas")
-    if available <= min_available:
+    have = total_available(all_rss)
+    if have <= min_available:
         return []
-    plan, done, budget = [], 0, available - min_available
+    plan, done, budget = [], 0, have - min_available
     for rs in by_creation(old_rss):
         if done >= budget:
             break
@@ -329,7 +344,7 @@ def old_scale_down(d: dict, all_rss, old_rss) -> list[tuple[dict, int]]:
 def max_scaled_down(d: dict, all_rss, new_rs: dict | None) -> int:
     """How many old pods may go now without breaking maxUnavailable."""
     min_available = replicas(d) - max_unavailable(d)
-    new_unavailable = spec_replicas(new_rs) - status_of(new_rs, "availableReplicas")
+    new_unavailable = spec_replicas(new_rs) - available(new_rs)
     return total_spec(all_rss) - min_available - new_unavailable
 
 

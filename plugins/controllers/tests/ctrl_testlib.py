@@ -310,6 +310,7 @@ class PodWatch:
     def __init__(self, url: str, namespace: str = "default"):
         self.url, self.namespace = url, namespace
         self.events: list[tuple[str, dict]] = []
+        self.listed = 0
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._lock = threading.Lock()
@@ -325,6 +326,7 @@ class PodWatch:
                 with self._lock:
                     for p in listed["items"]:
                         self.events.append(("ADDED", p))
+                    self.listed = len(listed["items"])
                 rv = listed["metadata"]["resourceVersion"]
                 ready.set()
                 while True:
@@ -335,23 +337,30 @@ class PodWatch:
                         rv = ev.object["metadata"].get("resourceVersion", rv)
                         with self._lock:
                             self.events.append((ev.type, ev.object))
-        self._task = asyncio.run_coroutine_threadsafe(watch(), self.loop)
+        async def spawn():
+            self._task = asyncio.create_task(watch())
+        asyncio.run_coroutine_threadsafe(spawn(), self.loop).result(10)
         ready.wait(30)
         return self
 
     def snapshots(self):
-        """After each event: {pod name: latest version} of the pods that exist."""
+        """{pod name: latest version} of the pods that exist: after the initial list, then
+        after each watch event."""
         state: dict[str, dict] = {}
         with self._lock:
             events = list(self.events)
-        for kind, pod in events:
+        for i, (kind, pod) in enumerate(events):
             if kind == "DELETED":
                 state.pop(pod["metadata"]["name"], None)
             else:
                 state[pod["metadata"]["name"]] = pod
-            yield dict(state)
+            if i >= self.listed - 1:
+                yield dict(state)
 
     def stop(self) -> None:
-        self._task.cancel()
+        async def cancel():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        asyncio.run_coroutine_threadsafe(cancel(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
