@@ -13,7 +13,7 @@ REVISION = "deployment.kubernetes.io/revision"
 
 
 def manifest(name="web", replicas=3, image="nginx:1.25", strategy=None, extra_spec="",
-             labels="app: web", annotations=""):
+             labels="app: web", annotations="", pod_extra=""):
     strategy = strategy or "type: RollingUpdate\n    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}"
     return f"""apiVersion: apps/v1
 kind: Deployment
@@ -31,7 +31,7 @@ metadata:
       labels: {{{labels}}}
     spec:
       terminationGracePeriodSeconds: 5
-      containers:
+{pod_extra}      containers:
       - name: app
         image: {image}
         ports: [{{containerPort: 80, name: http}}]
@@ -288,7 +288,7 @@ spec:
     metadata: {labels: {app: solo}}
     spec:
       terminationGracePeriodSeconds: 5
-      containers: [{name: app, image: nginx}]
+{pod_extra}      containers: [{name: app, image: nginx}]
 """)
     rs = c.api.get("/apis/apps/v1/namespaces/default/replicasets/solo")
 
