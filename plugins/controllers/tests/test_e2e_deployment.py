@@ -4,7 +4,6 @@ undo, pause/resume/restart, the progress deadline, ReplicaSet adoption."""
 
 from __future__ import annotations
 
-import json
 
 from ctrl_testlib import PodWatch, wait_for
 
