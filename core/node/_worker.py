@@ -100,6 +100,14 @@ def _sync_key(pod: dict) -> tuple:
     return meta, pod.get("spec"), others
 
 
+def _shorter_grace(old: dict, new: dict) -> bool:
+    """True when a deletion's grace period was shortened (``kubectl delete --force``)."""
+    before = (old.get("metadata") or {}).get("deletionGracePeriodSeconds")
+    after = (new.get("metadata") or {}).get("deletionGracePeriodSeconds")
+    return after is not None and (before is None and (old.get("metadata") or {}).get(
+        "deletionTimestamp") is not None or before is not None and after < before)
+
+
 def _field_path(kind: str, name: str) -> str:
     return f"spec.{'initContainers' if kind == 'init' else 'containers'}{{{name}}}"
 
@@ -126,6 +134,7 @@ class PodWorker:
         self.messages: dict[str, str] = {}
         self.killed: dict[str, str] = {}
         self._wake = asyncio.Event()
+        self._hurry = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._errors = 0
         if pod is not None:
@@ -153,6 +162,8 @@ class PodWorker:
             self.last_pod = pod
         if pod is None or old is None or _sync_key(old) != _sync_key(pod):
             self.notify()
+        if old is not None and (pod is None or _shorter_grace(old, pod)):
+            self._hurry.set()  # a forced or shortened deletion: stop what is stopping now
 
     def notify(self) -> None:
         self._wake.set()
@@ -766,15 +777,13 @@ class PodWorker:
             prober.cancel()
         t0 = time.monotonic()
         pre_stop = ((c or {}).get("lifecycle") or {}).get("preStop")
-        if run_pre_stop and pre_stop and grace > 0:
+        if run_pre_stop and pre_stop and grace > 0 and not self._hurry.is_set():
             ips = tuple(self._known_ips(pod))
-            try:
-                ok, why = await asyncio.wait_for(run_handler(
-                    pre_stop, runtime=self.runtime, container_id=cid, container=c,
-                    pod_ip=ips[0] if ips else "", timeout=grace, session=self.agent.http),
-                    grace)
-            except asyncio.TimeoutError:
-                ok, why = False, f"did not finish within {grace:g}s"
+            hook = run_handler(pre_stop, runtime=self.runtime, container_id=cid, container=c,
+                               pod_ip=ips[0] if ips else "", timeout=grace,
+                               session=self.agent.http)
+            ok, why = await self._unless_hurried(asyncio.wait_for(hook, grace),
+                                                 (False, "the deletion was forced"))
             if not ok:
                 self.agent.events.event(pod, "Warning", "FailedPreStopHook",
                                         f"PreStopHook failed: {why}", _field_path(kind, name))
@@ -782,8 +791,34 @@ class PodWorker:
             timeout = max(grace - (time.monotonic() - t0), MIN_GRACE)
         else:
             timeout = max(grace, 0)
-        with contextlib.suppress(rt.NotFound):
-            await self.runtime.stop_container(cid, timeout)
+        if self._hurry.is_set():
+            timeout = 0
+        stopping = asyncio.ensure_future(self.runtime.stop_container(cid, timeout))
+        try:
+            hurried = await self._unless_hurried(asyncio.shield(stopping), "hurried")
+        except rt.NotFound:
+            return
+        if hurried == "hurried":
+            with contextlib.suppress(rt.NotFound):
+                await self.runtime.stop_container(cid, 0)
+            with contextlib.suppress(rt.ContainerRuntimeError, asyncio.TimeoutError):
+                await asyncio.wait_for(stopping, 10)  # returns once the container is gone
+
+    async def _unless_hurried(self, awaitable, instead):
+        """Await ``awaitable``, or return ``instead`` as soon as the deletion is forced."""
+        task = asyncio.ensure_future(awaitable)
+        hurry = asyncio.ensure_future(self._hurry.wait())
+        try:
+            done, _ = await asyncio.wait({task, hurry}, return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
+                try:
+                    return task.result()
+                except asyncio.TimeoutError:
+                    return (False, "did not finish within the grace period")
+            task.cancel()
+            return instead
+        finally:
+            hurry.cancel()
 
     async def _restart_after_backoff(self, pod, c, kind, latest, sandbox, sb_config, obs,
                                      pod_ips, hosts) -> float | None:

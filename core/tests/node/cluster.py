@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
 import threading
 import time
 import urllib.request
@@ -99,6 +100,12 @@ class AgentThread:
                 self.run(destroy() if destroy else self.runtime.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+        # pods a failed test left behind may hold tmpfs volumes under the data dir
+        with open("/proc/self/mountinfo") as f:
+            points = [line.split()[4] for line in f if line.split()[4].startswith(
+                self.data_dir.rstrip("/") + "/")]
+        for point in sorted(points, key=len, reverse=True):
+            subprocess.run(["umount", "-l", point], check=False)
 
     @property
     def endpoint(self) -> str:

@@ -3,6 +3,7 @@ the test says so, a clock the test moves, and the slice of the agent a pod worke
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import pathlib
@@ -47,6 +48,7 @@ class FakeRuntime(rt.Runtime):
         self.exec_results: dict[str, rt.ExecResult] = {}
         self.ids = itertools.count(1)
         self.fail_pull = False
+        self.ignore_sigterm = False
 
     def _call(self, *args):
         self.calls.append(args)
@@ -141,6 +143,11 @@ class FakeRuntime(rt.Runtime):
         c = self.containers.get(container_id)
         if c is None:
             raise rt.NotFound("container", container_id)
+        if self.ignore_sigterm and timeout > 0:  # like a process that ignores SIGTERM
+            deadline = asyncio.get_running_loop().time() + timeout
+            while c["state"] is rt.ContainerState.RUNNING and \
+                    asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.01)
         if c["state"] is rt.ContainerState.RUNNING:
             self.exit(container_id, 137)
 

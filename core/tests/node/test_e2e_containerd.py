@@ -375,7 +375,9 @@ def test_exec_and_attach_on_a_terminal_and_the_python_client(apiserver, node):
         # kubectl exec -it: a terminal of the client's size, input, exit code
         code, out = _run_on_a_terminal(
             [kubectl_path(), "exec", "-it", "term", "--", "sh", "-c",
-             "tty; stty size; read x; echo got $x; exit 5"], env, b"typed\r")
+             # the terminal gets the client's size with the first resize message, which
+             # may follow the start of the command by a moment
+             "tty; sleep 1; stty size; read x; echo got $x; exit 5"], env, b"typed\r")
         assert code == 5, out
         assert "/dev/pts/" in out and "33 101" in out and "got typed" in out
         assert "command terminated with exit code 5" in out
@@ -438,3 +440,17 @@ def test_missing_images_per_pull_policy(apiserver, node):
     finally:
         for name in ("pull", "never"):
             delete(apiserver, name)
+
+
+def test_forced_deletion_during_a_long_grace_period(apiserver, node):
+    apply(apiserver, pod("stubborn", ["sleep", "3600"], terminationGracePeriodSeconds=3600))
+    assert apiserver.kubectl("wait", "--for=condition=Ready", "pod/stubborn",
+                             "--timeout=60s").returncode == 0
+    uid = pod_json(apiserver, "stubborn")["metadata"]["uid"]
+    assert apiserver.kubectl("delete", "pod", "stubborn", "--wait=false").returncode == 0
+    time.sleep(1)  # terminating: sleep as PID 1 ignores SIGTERM, the grace period is long
+    assert pod_json(apiserver, "stubborn")["metadata"]["deletionTimestamp"]
+    out = apiserver.kubectl("delete", "pod", "stubborn", "--force", "--grace-period=0")
+    assert out.returncode == 0, out.stderr
+    wait_until(lambda: not node.run(node.runtime.list_pod_sandboxes(
+        labels={"io.kubernetes.pod.uid": uid})), 30, what="the forced pod to be removed")

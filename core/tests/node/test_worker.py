@@ -469,3 +469,25 @@ def test_resources_become_cgroup_settings(harness):
         await h.close()
         await g.close()
     run(scenario())
+
+
+def test_forced_deletion_cuts_the_grace_period_short(harness):
+    async def scenario():
+        h = harness(make_pod(terminationGracePeriodSeconds=3600))
+        await h.sync()
+        cid = h.latest()["id"]
+        h.runtime.ignore_sigterm = True
+        pod = copy.deepcopy(h.worker.pod)
+        pod["metadata"].update(deletionTimestamp="2030-01-01T00:00:00Z",
+                               deletionGracePeriodSeconds=3600)
+        h.worker.update(pod)
+        terminating = asyncio.create_task(h.worker.sync())
+        await asyncio.sleep(0.05)
+        assert not terminating.done()  # waiting out the grace period
+        h.worker.update(None)  # kubectl delete --force --grace-period=0
+        await asyncio.wait_for(terminating, 5)
+        assert ("stop_container", cid, 0) in h.runtime.calls
+        await h.sync()
+        assert h.worker.finished and not h.runtime.containers
+        await h.close()
+    run(scenario())
