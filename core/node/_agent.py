@@ -109,6 +109,7 @@ class NodeAgent:
         self._synced = False
         self._started = False
         self._lookup_cache: dict[tuple, tuple[float, dict | None]] = {}
+        self._labels: dict[str, str] | None = None
 
     # -- helpers used by workers ----------------------------------------------------------
 
@@ -178,6 +179,41 @@ class NodeAgent:
     def log_dir(self, pod: dict) -> pathlib.Path:
         m = pod.get("metadata") or {}
         return self.data_dir / "logs" / f"{m.get('namespace')}_{m.get('name')}_{m.get('uid')}"
+
+    def admit(self, pod: dict) -> tuple[str, str] | None:
+        """The kubelet's admission of a new pod: None, or ``(reason, message)`` when the
+        node cannot run it (its nodeSelector does not match, or it does not fit in what
+        the pods already admitted leave of the allocatable cpu, memory, storage or pod
+        count). A rejected pod fails at once; it is never started."""
+        from pilothouse.interfaces.scheduler import pod_requests
+        spec = pod.get("spec") or {}
+        labels = self._labels if self._labels is not None else self.node_labels()
+        if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
+            return ("NodeAffinity", "Pod was rejected: Predicate NodeAffinity failed: "
+                                    "node(s) didn't match Pod's node affinity/selector")
+        uid = pod["metadata"].get("uid")
+        active = [w.pod for w in self.workers.values()
+                  if w.admitted and w.pod is not None and w.uid != uid and
+                  (w.pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+        max_pods = self.settings.maxPods
+        if len(active) + 1 > max_pods:
+            return ("OutOfpods", f"Pod was rejected: Node didn't have enough resource: pods, "
+                                 f"requested: 1, used: {len(active)}, capacity: {max_pods}")
+        want = pod_requests(pod)
+        used: dict[str, int] = {}
+        for other in active:
+            for k, v in pod_requests(other).items():
+                used[k] = used.get(k, 0) + v
+        for res in ("cpu", "memory", "ephemeral-storage"):
+            if not want.get(res) or res not in self.allocatable:
+                continue
+            q = self.allocatable[res]
+            capacity = q.milli_value() if res == "cpu" else q.value()
+            if used.get(res, 0) + want[res] > capacity:
+                return (f"OutOf{res}", f"Pod was rejected: Node didn't have enough resource: "
+                                       f"{res}, requested: {want[res]}, used: "
+                                       f"{used.get(res, 0)}, capacity: {capacity}")
+        return None
 
     def worker_for(self, namespace: str, name: str) -> PodWorker | None:
         for w in self.workers.values():
@@ -378,6 +414,8 @@ class NodeAgent:
         self.capacity, self.allocatable = cap, alloc
 
     def node_labels(self) -> dict[str, str]:
+        """The Node's labels: the settings' ``labels``, those of the
+        ``pilothouse_node_labels`` hook, and the agent's own ``kubernetes.io/*``."""
         arch = self.machine.arch if self.machine else "amd64"
         labels = dict(self.settings.labels)
         if self.pm is not None:
@@ -386,6 +424,7 @@ class NodeAgent:
         labels.update({"kubernetes.io/hostname": self.node_name, "kubernetes.io/os": "linux",
                        "kubernetes.io/arch": arch, "beta.kubernetes.io/os": "linux",
                        "beta.kubernetes.io/arch": arch})
+        self._labels = labels
         return labels
 
     async def _check_runtime(self) -> None:

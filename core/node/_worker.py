@@ -121,6 +121,7 @@ class PodWorker:
         self.last_pod = pod
         self.finished = False
         self.terminated = False
+        self.admitted = False
         self.waiting: dict[str, tuple[str, str]] = {}
         self.probers: dict[str, ContainerProber] = {}
         self.seen_exited: set[str] = set()
@@ -249,6 +250,16 @@ class PodWorker:
         if phase in ("Succeeded", "Failed") and not obs.current \
                 and not any(_running(c) for c in obs.all()):
             return None  # finished before; nothing to run, nothing new to report
+        if not self.admitted:
+            status = pod.get("status") or {}
+            if obs.sandboxes or obs.all() or status.get("startTime"):
+                self.admitted = True  # it ran here before (an agent restart)
+            else:
+                rejected = self.agent.admit(pod)
+                if rejected is not None:
+                    self._reject(pod, *rejected)
+                    return None
+                self.admitted = True
         wake, acted = await self._drive(pod, obs)
         if acted:
             obs = await self.observe()
@@ -263,6 +274,14 @@ class PodWorker:
         self.agent.status.set(self.uid, pod, status)
         await self._garbage_collect(pod, obs)
         return wake
+
+    def _reject(self, pod: dict, reason: str, message: str) -> None:
+        status = {k: v for k, v in (pod.get("status") or {}).items()
+                  if k in ("conditions", "qosClass")}
+        status.update(phase="Failed", reason=reason, message=message,
+                      startTime=now_rfc3339())
+        self.agent.events.event(pod, "Warning", reason, message)
+        self.agent.status.set(self.uid, pod, status)
 
     def _adopt(self, pod: dict, obs: Observation) -> None:
         """First sync (new pod, or an agent restart): exits that happened before are not

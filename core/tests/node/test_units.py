@@ -493,3 +493,29 @@ def test_node_command_line():
         ("c.yaml", "http://h:6443", "n1", cmd_node)
     with pytest.raises(SystemExit):
         parser.parse_args(["node"])  # --server is required
+
+
+def test_admission_rejects_what_does_not_fit():
+    import types
+    from pilothouse.client import Client
+    from pilothouse.node import NodeAgent, Settings
+    agent = NodeAgent(Client("http://127.0.0.1:9"), FakeRuntime(Clock()), node_name="n1",
+                      options=Settings(maxPods=2))
+    agent.allocatable = {"cpu": Quantity("2"), "memory": Quantity("1Gi")}
+
+    def pod(uid, cpu="500m", **spec):
+        return make_pod(uid=uid, containers=[{"name": "c", "image": "busybox:1", "resources": {
+            "requests": {"cpu": cpu, "memory": "100Mi"}}}], **spec)
+    running = pod("a", cpu="1500m")
+    agent.workers["a"] = types.SimpleNamespace(uid="a", admitted=True, pod=running)
+    assert agent.admit(pod("b", cpu="500m")) is None
+    reason, message = agent.admit(pod("b", cpu="600m"))
+    assert reason == "OutOfcpu"
+    assert message == "Pod was rejected: Node didn't have enough resource: cpu, requested: " \
+                      "600, used: 1500, capacity: 2000"
+    assert agent.admit(pod("b", nodeSelector={"disk": "ssd"}))[0] == "NodeAffinity"
+    assert agent.admit(pod("b", nodeSelector={"kubernetes.io/hostname": "n1"})) is None
+    agent.workers["c"] = types.SimpleNamespace(uid="c", admitted=True, pod=pod("c", cpu="0"))
+    assert agent.admit(pod("d", cpu="0"))[0] == "OutOfpods"
+    running["status"]["phase"] = "Succeeded"  # finished pods free their share
+    assert agent.admit(pod("d", cpu="1")) is None

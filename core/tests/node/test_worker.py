@@ -491,3 +491,18 @@ def test_forced_deletion_cuts_the_grace_period_short(harness):
         assert h.worker.finished and not h.runtime.containers
         await h.close()
     run(scenario())
+
+
+def test_a_rejected_pod_fails_without_running(harness):
+    async def scenario():
+        h = harness(make_pod())
+        h.agent.admit = lambda pod: ("OutOfcpu", "Pod was rejected: Node didn't have enough "
+                                                 "resource: cpu, requested: 9000, used: 0, "
+                                                 "capacity: 2000")
+        await h.sync()
+        assert h.status["phase"] == "Failed" and h.status["reason"] == "OutOfcpu"
+        assert h.runtime.count("run_pod_sandbox") == 0
+        await h.sync()
+        assert h.runtime.count("run_pod_sandbox") == 0
+        await h.close()
+    run(scenario())
