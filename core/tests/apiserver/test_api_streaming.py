@@ -532,3 +532,27 @@ def test_websocket_sessions_also_need_create_permission():
     with pytest.raises(errors.Forbidden):
         asyncio.run(NodeProxy()(ctx))
     assert asked == [("create", "pods", "exec")]
+
+
+def test_container_choice_and_node_errors_white_box():
+    from pilothouse.apiserver.proxy import container_of, node_error
+    from pilothouse.model import errors
+
+    pod = {"metadata": {"name": "p"},
+           "spec": {"initContainers": [{"name": "init"}],
+                    "containers": [{"name": "a"}, {"name": "b"}],
+                    "ephemeralContainers": [{"name": "debug"}]}}
+    assert container_of(pod, "init") == "init" and container_of(pod, "debug") == "debug"
+    with pytest.raises(errors.BadRequest) as info:
+        container_of(pod, "")
+    assert str(info.value) == ("a container name must be specified for pod p, choose one "
+                               "of: [init a b debug]")
+    single = {"metadata": {"name": "s"}, "spec": {"containers": [{"name": "only"}]}}
+    assert container_of(single, "") == "only"
+    err = node_error(404, b"container not found\n")
+    assert (err.code, err.reason, err.message) == (404, "NotFound", "container not found")
+    err = node_error(400, json.dumps({"kind": "Status", "status": "Failure", "code": 400,
+                                      "reason": "BadRequest", "message": "no"}).encode())
+    assert (err.code, err.reason, err.message) == (400, "BadRequest", "no")
+    err = node_error(502, b"")
+    assert (err.code, err.reason) == (502, "InternalError")
