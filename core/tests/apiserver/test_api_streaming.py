@@ -34,6 +34,7 @@ class LogSource:
     def __init__(self, loop, lines=()):
         self.loop, self.lines, self.finished = loop, list(lines), False
         self.changed = asyncio.Event()
+        self.closed = threading.Event()  # set when a reader's iterator is closed
 
     def append(self, line: str) -> None:
         def do():
@@ -48,6 +49,13 @@ class LogSource:
         self.loop.call_soon_threadsafe(do)
 
     async def iterate(self, options):
+        try:
+            async for chunk in self._iterate(options):
+                yield chunk
+        finally:
+            self.closed.set()
+
+    async def _iterate(self, options):
         lines = self.lines[-options.tail_lines:] if options.tail_lines else list(self.lines)
         if options.tail_lines == 0:
             lines = []
@@ -283,6 +291,25 @@ def test_kubectl_logs_follow_streams_as_lines_arrive(apiserver, cluster):
         source.finish()
         assert proc.wait(timeout=60) == 0
         assert last(cluster, "logs")[4].follow
+    finally:
+        cluster.logs[("default", "web", "main")] = saved
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def test_leaving_kubectl_logs_follow_closes_the_node_stream(apiserver, cluster):
+    source = LogSource(apiserver.loop, ["only line"])
+    cluster.logs[("default", "web", "main")], saved = source, \
+        cluster.logs[("default", "web", "main")]
+    proc = subprocess.Popen([kubectl_path(), "logs", "-f", "web"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=kubectl_env(apiserver))
+    try:
+        assert _line_reader(proc.stdout).get(timeout=60) == "only line\n"
+        proc.kill()
+        proc.wait(timeout=30)
+        # the API server notices, drops its node connection, the node closes the log
+        assert source.closed.wait(timeout=60)
     finally:
         cluster.logs[("default", "web", "main")] = saved
         if proc.poll() is None:
