@@ -31,10 +31,12 @@ def node(apiserver, tmp_path_factory):
         pytest.skip(reason)
     tmp = tmp_path_factory.mktemp("node")
     tag = hashlib.sha256(str(tmp).encode()).hexdigest()[:8]
+    # a subnet of its own, so that concurrent runs (other checkouts, CI) never share one
+    cidr = f"10.236.{int(tag[:2], 16)}.0/24"
     agent = AgentThread(apiserver.url, "containerd", {
         "manage": True, "data_dir": str(tmp / "containerd"), "bridge": f"phe{tag}",
-        "pod_cidr": "10.236.0.0/24"}, node_name=NODE, data_dir=str(tmp / "node"),
-        podCIDR="10.236.0.0/24")
+        "pod_cidr": cidr}, node_name=NODE, data_dir=str(tmp / "node"), podCIDR=cidr)
+    agent.cidr = cidr
     try:
         agent.start()
         tar = build_busybox_image(tmp, IMAGE, files={"/var/www/index.html": PAGE})
@@ -79,7 +81,7 @@ def test_node_registers_and_keeps_its_lease(apiserver, node):
     assert status["daemonEndpoints"]["kubeletEndpoint"]["Port"] == node.agent.port
     assert {"type": "InternalIP", "address": "127.0.0.1"} in status["addresses"]
     assert status["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://")
-    assert nodes["spec"]["podCIDR"] == "10.236.0.0/24"
+    assert nodes["spec"]["podCIDR"] == node.cidr
     lease = json.loads(apiserver.kubectl("get", "lease", NODE, "-n", "kube-node-lease",
                                          "-o", "json").stdout)
     assert lease["spec"]["holderIdentity"] == NODE
@@ -98,7 +100,8 @@ def test_pod_created_with_kubectl_serves_http_on_its_ip(apiserver, node):
         p = pod_json(apiserver, "web")
         status = p["status"]
         assert status["phase"] == "Running" and status["hostIP"] == "127.0.0.1"
-        assert status["podIP"].startswith("10.236.0.") and status["qosClass"] == "BestEffort"
+        assert status["podIP"].startswith(node.cidr.rsplit(".", 1)[0] + ".")
+        assert status["qosClass"] == "BestEffort"
         assert status["startTime"]
         cs = container_status(p, "main")
         assert cs["ready"] and cs["started"] and cs["restartCount"] == 0

@@ -45,13 +45,14 @@ def test_kill_9_and_restart_adopts_running_containers(apiserver, tmp_path):
         pytest.skip(reason)
     tag = hashlib.sha256(str(tmp_path).encode()).hexdigest()[:8]
     runtime_options = {"manage": True, "data_dir": str(tmp_path / "containerd"),
-                       "bridge": f"phr{tag}", "pod_cidr": "10.237.0.0/24"}
+                       "bridge": f"phr{tag}", "pod_cidr": f"10.237.{int(tag[:2], 16)}.0/24"}
     config = tmp_path / "node.yaml"
     config.write_text(yaml.safe_dump({
         "base": "none", "runtime": {"plugin": "containerd", "options": runtime_options},
         "components": {"node": {"dataDir": str(tmp_path / "node"), "port": 0,
                                 "address": "127.0.0.1", "nodeIP": "127.0.0.1",
-                                "podCIDR": "10.237.0.0/24", "leaseDurationSeconds": 8,
+                                "podCIDR": runtime_options["pod_cidr"],
+                                "leaseDurationSeconds": 8,
                                 "relistPeriod": 0.5}}}))
 
     async def import_image():  # before the agent: a private containerd, stopped again
