@@ -519,3 +519,38 @@ def test_admission_rejects_what_does_not_fit():
     assert agent.admit(pod("d", cpu="0"))[0] == "OutOfpods"
     running["status"]["phase"] = "Succeeded"  # finished pods free their share
     assert agent.admit(pod("d", cpu="1")) is None
+
+
+def test_endpoint_over_tls(tmp_path):
+    import shutil
+    import ssl
+    import subprocess
+    import types
+    import urllib.request
+    from pilothouse.node import Settings
+    from pilothouse.node._server import NodeServer
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "node.crt", tmp_path / "node.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=node-1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    agent = types.SimpleNamespace(settings=Settings(tlsCertFile=str(cert),
+                                                    tlsKeyFile=str(key)), pod_informer=None)
+
+    async def scenario():
+        server = NodeServer(agent)
+        port = await server.start("127.0.0.1", 0)
+        try:
+            context = ssl.create_default_context(cafile=str(cert))
+            context.check_hostname = False
+
+            def get(path):
+                with urllib.request.urlopen(f"https://127.0.0.1:{port}{path}", timeout=10,
+                                            context=context) as r:
+                    return r.read()
+            assert await asyncio.to_thread(get, "/healthz") == b"ok"
+            assert json.loads(await asyncio.to_thread(get, "/pods"))["kind"] == "PodList"
+        finally:
+            await server.stop()
+    run(scenario())
