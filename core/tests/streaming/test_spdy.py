@@ -64,7 +64,7 @@ def test_header_block_lowercases_and_accepts_plain_values():
     struct.pack(">II", 2, 1) + b"a" + struct.pack(">I", 0) + struct.pack(">I", 1) + b"a"
     + struct.pack(">I", 0),                                 # duplicate name
     struct.pack(">I", 0) + b"x",                            # trailing bytes
-])
+], ids=["no-count", "short-name", "uppercase", "duplicate", "trailing"])
 def test_bad_header_blocks_are_protocol_errors(raw):
     with pytest.raises(spdy.SpdyProtocolError):
         spdy.decode_header_block(raw)
