@@ -341,7 +341,9 @@ class RaftStore(Store):
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), self.options.request_timeout)
+            # On timeout or cancellation wait_for cancels fut, so the batch machinery
+            # skips it (and never sets an exception nobody retrieves).
+            return await asyncio.wait_for(fut, self.options.request_timeout)
         except asyncio.TimeoutError:
             raise StoreUnavailable(
                 f"raft store: no quorum within {self.options.request_timeout} s (leader "

@@ -170,3 +170,18 @@ def test_idle_follower_connections_stay_fresh(tmp_path, run):
         finally:
             await asyncio.gather(*(s.close() for s in stores))
     run(main())
+
+
+def test_without_quorum_requests_time_out_as_unavailable(tmp_path, run):
+    async def main():
+        opts = cluster_options(tmp_path, 3, request_timeout=0.5)
+        s = make_store(opts[0])  # the other two members never start
+        await s.open()
+        with pytest.raises(StoreUnavailable, match="no quorum"):
+            await s.create("/q", b"v")
+        with pytest.raises(StoreUnavailable):
+            await s.get("/q")
+        await s.close()
+        with pytest.raises(StoreUnavailable):
+            await s.get("/q")
+    run(main())
