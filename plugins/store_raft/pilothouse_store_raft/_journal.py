@@ -217,6 +217,11 @@ class DurableJournal(Journal):
                 return True
         return False
 
+    @property
+    def size(self) -> int:
+        """Bytes of the journal file, buffered records included."""
+        return self._end
+
     def __getitem__(self, item):
         return self._entries[item]
 

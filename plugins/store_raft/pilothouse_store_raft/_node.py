@@ -85,6 +85,7 @@ class _Node(SyncObj):
     def __init__(self, member: RaftMember, self_address, others, conf):
         self._member = member
         self._wake_r = self._wake_w = None
+        self._snapshot_forced = False
         super().__init__(self_address, others, conf, transportClass=_DurableTransport)
         if not others:
             self._enable_self_wake()
@@ -95,6 +96,12 @@ class _Node(SyncObj):
     def _journal_sync(self):
         journal = self._member.journal
         journal.sync()
+        # pysyncobj counts entries and time only; large entries need a size bound too.
+        if journal.size > self._member.config.snapshot_bytes and not self._snapshot_forced:
+            self._snapshot_forced = True
+            self.forceLogCompaction()
+        elif journal.size <= self._member.config.snapshot_bytes:
+            self._snapshot_forced = False
         # pysyncobj advances the commit index at the start of a tick. A lone member gets
         # no acknowledgement that would end the tick's wait, so it wakes itself while it
         # has appended entries that are not committed yet.
@@ -134,6 +141,7 @@ class MemberConfig:
     def __init__(self, *, data_dir: str, self_address: str, members: list[str],
                  bind_address: str | None, election_timeout: float,
                  heartbeat_interval: float, snapshot_entries: int,
+                 snapshot_bytes: int = 256 << 20,
                  snapshot_interval: float, fsync: bool = True,
                  max_entry_bytes: int = 64 << 20):
         self.data_dir = data_dir
@@ -143,6 +151,7 @@ class MemberConfig:
         self.election_timeout = election_timeout
         self.heartbeat_interval = heartbeat_interval
         self.snapshot_entries = snapshot_entries
+        self.snapshot_bytes = snapshot_bytes
         self.snapshot_interval = snapshot_interval
         self.fsync = fsync
         self.max_entry_bytes = max_entry_bytes

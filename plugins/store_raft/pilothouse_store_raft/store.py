@@ -84,6 +84,8 @@ class Options:
         "(a write's outcome is then unknown).")})
     snapshot_entries: int = dataclasses.field(default=10000, metadata={"help": (
         "Snapshot the state and truncate the raft log once it holds this many entries.")})
+    snapshot_bytes: int = dataclasses.field(default=256 << 20, metadata={"help": (
+        "Also snapshot once the raft log file grows beyond this many bytes.")})
     snapshot_interval: float = dataclasses.field(default=300.0, metadata={"help": (
         "Also snapshot when this many seconds passed since the last snapshot.")})
     max_batch_ops: int = dataclasses.field(default=1024, metadata={"help": (
@@ -129,7 +131,7 @@ class Options:
         if self.max_batch_ops < 1 or self.max_inflight_batches < 1 or self.max_batch_bytes < 1:
             raise ValueError("max_batch_ops, max_batch_bytes and max_inflight_batches must "
                              "be at least 1")
-        if self.snapshot_entries < 2 or self.snapshot_interval <= 0:
+        if self.snapshot_entries < 2 or self.snapshot_interval <= 0 or self.snapshot_bytes < 1:
             raise ValueError("snapshot_entries must be at least 2 and snapshot_interval "
                              "positive")
 
@@ -234,7 +236,7 @@ class RaftStore(Store):
                 data_dir=data_dir, self_address=self_address, members=members,
                 bind_address=opts.bind_address, election_timeout=opts.election_timeout,
                 heartbeat_interval=opts.heartbeat_interval,
-                snapshot_entries=opts.snapshot_entries,
+                snapshot_entries=opts.snapshot_entries, snapshot_bytes=opts.snapshot_bytes,
                 snapshot_interval=opts.snapshot_interval, fsync=not opts.unsafe_no_fsync,
                 max_entry_bytes=max(opts.max_value_bytes, opts.max_batch_bytes)
                 + opts.max_batch_ops * (MAX_KEY_BYTES + 256))

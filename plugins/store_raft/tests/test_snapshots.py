@@ -101,3 +101,22 @@ def test_crash_between_snapshot_and_journal_compaction_loses_nothing(tmp_path, r
         assert lst.count == 45, [kv.key for kv in lst.items][-6:]
         await s.close()
     run(main())
+
+
+def test_snapshot_when_the_log_grows_beyond_snapshot_bytes(tmp_path, run):
+    opts = {"data_dir": str(tmp_path), "snapshot_bytes": 1 << 20}
+
+    async def main():
+        s = make_store(opts)
+        await s.open()
+        for i in range(12):  # 12 entries of ~256 KiB: far below snapshot_entries
+            await s.create(f"/big/{i}", bytes([i]) * (256 << 10))
+        await asyncio.sleep(0.1)
+        assert s.member.status()["snapshots_written"] >= 1
+        assert s.member.journal.size < 3 << 20
+        await s.close()
+        s = make_store(opts)
+        await s.open()
+        assert (await s.list("/big/")).count == 12
+        await s.close()
+    run(main())
