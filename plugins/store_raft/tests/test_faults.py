@@ -1,5 +1,6 @@
 """Fault test: three members in three processes under continuous writes; the leader is
-killed with SIGKILL several times (and restarted each time), then every member at once.
+killed with SIGKILL several times (and restarted each time), then a follower, then every
+member at once.
 
 Afterwards every acknowledged write must be present with its value, and the recorded
 history of each compare-and-swap register must be linearizable (linearizability.py).
@@ -182,6 +183,14 @@ async def _scenario(cluster: ProcessCluster):
             await asyncio.sleep(max(0.0, 1.5 - elected[-1]))
             await loop.run_in_executor(None, cluster.start, leader)
             await asyncio.sleep(1.5)
+        # a follower
+        leader = await loop.run_in_executor(None, cluster.wait_leader)
+        follower = (leader + 1) % cluster.n
+        cluster.kill(follower)
+        _log(f"killed follower {follower}")
+        await asyncio.sleep(1.0)
+        await loop.run_in_executor(None, cluster.start, follower)
+        await asyncio.sleep(1.0)
         # every member at once
         t_all = time.monotonic()
         for i in range(cluster.n):

@@ -185,3 +185,30 @@ def test_without_quorum_requests_time_out_as_unavailable(tmp_path, run):
         with pytest.raises(StoreUnavailable):
             await s.get("/q")
     run(main())
+
+
+def test_five_members_keep_serving_with_two_down(tmp_path, run):
+    async def main():
+        options = cluster_options(tmp_path, 5)
+        stores = await open_cluster(options)
+        try:
+            leader = await wait_leader(stores)
+            for i, s in enumerate(stores):
+                await s.create(f"/five/{i}", b"%d" % i)
+            down = [s for s in stores if s is not leader][:1] + [leader]
+            for s in down:
+                await s.close()
+            up = [s for s in stores if s not in down]
+            await wait_leader(up)
+            for s in up:
+                await s.update(f"/five/{stores.index(s)}", b"again", expected_revision=0)
+            lst = await up[0].list("/five/")
+            assert lst.count == 5
+            for s in down:  # they come back and catch up
+                i = stores.index(s)
+                stores[i] = make_store(options[i])
+                await stores[i].open()
+                assert (await stores[i].list("/five/")).revision == lst.revision
+        finally:
+            await asyncio.gather(*(s.close() for s in stores))
+    run(main())
