@@ -210,6 +210,7 @@ class RaftMember:
         self._start_error: BaseException | None = None
         self.batch_func_id: int | None = None
         self.snapshots_written = 0
+        self.snapshots_loaded = 0  # at start-up or received from the leader
         self.fatal: BaseException | None = None  # set when the member had to stop
 
     # -- lifecycle (any thread) ------------------------------------------------------
@@ -257,7 +258,8 @@ class RaftMember:
                 "commit_index": st["commit_idx"], "last_applied": st["last_applied"],
                 "log_len": st["log_len"], "revision": self.state.rev,
                 "syncs": self.journal.syncs if self.journal else 0,
-                "snapshots_written": self.snapshots_written}
+                "snapshots_written": self.snapshots_written,
+                "snapshots_loaded": self.snapshots_loaded}
 
     def is_leader(self) -> bool:
         node = self._node
@@ -367,5 +369,6 @@ class RaftMember:
         # the snapshot covers at the journal's head; drop them so that pysyncobj keeps the
         # entries after the snapshot instead of clearing the whole journal.
         self.journal.drop_before(_prev[1], _prev[2])
+        self.snapshots_loaded += 1
         self._on_applied()
         return raft_data

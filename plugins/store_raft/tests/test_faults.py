@@ -192,6 +192,9 @@ async def _scenario(cluster: ProcessCluster):
         await loop.run_in_executor(None, cluster.start, follower)
         await asyncio.sleep(1.0)
         # every member at once
+        before = [cluster.status(i) or {} for i in range(cluster.n)]
+        snaps = sum(st.get("snapshots_written", 0) for st in before)
+        loaded = sum(st.get("snapshots_loaded", 0) for st in before)
         t_all = time.monotonic()
         for i in range(cluster.n):
             cluster.kill(i)
@@ -219,7 +222,6 @@ async def _scenario(cluster: ProcessCluster):
         for s in clients.stores:
             lst = await _retry(clients, lambda _s, s=s: s.list("/app/"))
             revs.append(lst.revision)
-        snaps = sum(cluster.status(i)["snapshots_written"] for i in range(cluster.n))
         failovers = [_first_write_after(work.writes, t) for _, t in kills]
         all_down = _first_write_after(work.writes, t_all)
         n_ops = sum(len(h) for h in work.histories.values())
@@ -227,8 +229,9 @@ async def _scenario(cluster: ProcessCluster):
         print(f"\nfault test: {len(work.acked)} acknowledged appends, {len(work.unknown)} "
               f"with unknown outcome ({sum(k in present for k in work.unknown)} of them "
               f"applied), {n_ops} register operations ({n_unknown} unknown outcome) on "
-              f"{REGISTERS} registers: linearizable; {KILLS} leader kills; {snaps} snapshots "
-              f"written since the last restart")
+              f"{REGISTERS} registers: linearizable; {KILLS} leader kills; before killing all: "
+              f"{snaps} snapshots written, {loaded} loaded (at restarts or from the leader) "
+              f"by the running members")
         print("fault test: kill of the leader -> another member reports being leader: "
               + ", ".join(f"{e:.2f} s" for e in elected))
         print("fault test: kill of the leader -> first successful write invoked after it: "
