@@ -28,7 +28,12 @@ import urllib.request
 import pytest
 import yaml
 
-pytestmark = [pytest.mark.needs_root, pytest.mark.slow]
+
+
+def e2e(test):
+    """Marks of the tests that run a cluster: root for containerd, and slow."""
+    return pytest.mark.needs_root(pytest.mark.slow(test))
+
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -228,10 +233,18 @@ def cluster(tmp_path_factory):
     if reason:
         pytest.skip(reason)
     c = Cluster(tmp_path_factory.mktemp("up"))
-    # Short node-lifecycle timings so that a stopped node agent is noticed quickly.
-    c.user_config.write_text(yaml.safe_dump({
-        "components": {"node": {"leaseDurationSeconds": 8, "statusUpdateFrequency": 2,
-                                "relistPeriod": 0.5}}}))
+    # Short node-lifecycle timings so that a stopped node agent is noticed quickly: the
+    # agent renews its Lease every 2 s, the node lifecycle controller gives up on it after
+    # 8 s of silence and evicts pods 2 s after tainting the node.
+    from pilothouse.config import default_profile
+    enabled = default_profile()["controllers"].get("enabled") or []
+    doc = {"components": {"node": {"leaseDurationSeconds": 8, "statusUpdateFrequency": 2,
+                                   "relistPeriod": 0.5}}}
+    if "nodelifecycle" in enabled:
+        doc["controllers"] = {"enabled": enabled, "options": {"nodelifecycle": {
+            "nodeMonitorPeriod": 1, "nodeMonitorGracePeriod": 8,
+            "defaultTolerationSeconds": 2}}}
+    c.user_config.write_text(yaml.safe_dump(doc))
     try:
         c.up_result = c.up()
         yield c
@@ -263,9 +276,134 @@ def cluster(tmp_path_factory):
         subprocess.run(["ip", "link", "del", c.bridge], capture_output=True)
 
 
+# -- without a cluster (no root needed) ------------------------------------------------------
+
+
+def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*_pilothouse_argv(), *args], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **(env or {})})
+
+
+def test_dry_run_prints_the_plan_and_creates_nothing(tmp_path):
+    state = tmp_path / "state"
+    out = _run("up", "--dry-run", "--state-dir", str(state), "--api-port", "16999",
+               "--node-name", "dry", "--kubeconfig", "-")
+    assert out.returncode == 0, out.stderr
+    for text in ("nothing is changed", f"write the config {state}/config.yaml",
+                 "plugin: raft", "plugin: containerd", "manage: true", "port: 16999",
+                 "start the API server", "apiserver --config", "check dependencies"):
+        assert text in out.stdout, out.stdout
+    assert not state.exists()
+
+
+def test_status_and_down_without_a_cluster(tmp_path):
+    out = _run("status", "--state-dir", str(tmp_path / "none"))
+    assert out.returncode == 1 and "no cluster in" in out.stdout
+    out = _run("down", "--state-dir", str(tmp_path / "none"))
+    assert out.returncode == 0 and "nothing to stop" in out.stderr
+
+
+def test_missing_system_packages_are_named_with_the_command_to_install_them(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"runtime": {"plugin": "containerd", "options": {
+        "manage": True, "cni_bin_dir": str(tmp_path / "no-cni")}}}))
+    out = _run("up", "--no-install", "--config", str(config), "--state-dir",
+               str(tmp_path / "state"), "--kubeconfig", "-")
+    assert out.returncode == 1
+    assert "[2/7] checking dependencies" in out.stderr and "failed" in out.stderr
+    if os.geteuid() == 0:
+        assert "CNI plugins bridge, host-local, loopback, portmap" in out.stderr, out.stderr
+        assert "apt-get install -y containernetworking-plugins" in out.stderr, out.stderr
+    else:
+        assert "needs root" in out.stderr and "sudo pilothouse up" in out.stderr
+    assert not (tmp_path / "state" / "run" / "apiserver.pid").exists()
+
+
+def test_config_keeps_the_users_choices_and_flags_win(tmp_path):
+    from pilothouse.cluster._config import ClusterSettings, cluster_config
+    from pilothouse.cluster._state import StateDir
+    from pilothouse.config import parse_config
+    user = parse_config({"runtime": {"plugin": "containerd", "options": {
+                             "endpoint": "/run/containerd/containerd.sock"}},
+                         "components": {"apiserver": {"port": 7443},
+                                        "node": {"maxPods": 20}}})
+    state = StateDir(tmp_path)
+    doc = cluster_config(user, state, ClusterSettings(), ["replicaset"])
+    assert doc["base"] == "none"
+    assert doc["components"]["apiserver"]["port"] == 7443
+    assert doc["components"]["node"]["maxPods"] == 20
+    assert doc["runtime"]["options"] == {"endpoint": "/run/containerd/containerd.sock"}
+    assert doc["store"]["options"]["data_dir"] == str(tmp_path / "store")
+    from pilothouse.config import default_profile
+    expected = default_profile()["controllers"].get("enabled") or ["replicaset"]
+    assert doc["controllers"]["enabled"] == expected  # the profile's, else what is installed
+    none = parse_config({"controllers": {"enabled": []}})
+    assert cluster_config(none, state, ClusterSettings(), ["replicaset"])["controllers"][
+        "enabled"] == ["replicaset"]
+    assert doc["components"]["controller-manager"]["leaderElect"] is False
+    doc = cluster_config(user, state, ClusterSettings(api_port=9443, pod_cidr="10.9.0.0/24"),
+                         [])
+    assert doc["components"]["apiserver"]["port"] == 9443
+    assert doc["components"]["node"]["podCIDR"] == "10.9.0.0/24"
+    managed = cluster_config(parse_config({}), state, ClusterSettings(), [])
+    assert managed["runtime"] == {"plugin": "containerd", "options": {
+        "manage": True, "data_dir": str(tmp_path / "containerd"),
+        "pod_cidr": "10.244.0.0/24", "bridge": "ph0"}}
+
+
+def test_pid_files_trust_only_the_recorded_process(tmp_path):
+    from pilothouse.cluster._state import StateDir, stop_process
+    state = StateDir(tmp_path)
+    rec = state.launch("sleeper", ["sleep", "30"])
+    assert state.running("sleeper") is not None and rec.start_time is not None
+    # the same pid with another start time is a recycled pid, not our process
+    doc = json.loads(state.pid_file("sleeper").read_text())
+    state.pid_file("sleeper").write_text(json.dumps({**doc, "start_time": rec.start_time - 1}))
+    assert state.running("sleeper") is None and state.stale("sleeper") is not None
+    state.pid_file("sleeper").write_text(json.dumps(doc))
+    assert stop_process(rec.pid, rec.start_time, timeout=5) == "stopped"
+    assert state.running("sleeper") is None
+    assert state.clean_stale("sleeper") and not state.pid_file("sleeper").exists()
+    assert "pilothouse up started: sleep 30" in state.log_file("sleeper").read_text()
+
+
+def test_stop_escalates_to_sigkill(tmp_path):
+    from pilothouse.cluster._state import StateDir, stop_process
+    state = StateDir(tmp_path)
+    rec = state.launch("stubborn", ["sh", "-c", "trap '' TERM; echo $((6 * 7)); "
+                                                "while :; do sleep 0.1; done"])
+    # the log's first line repeats the command: wait for what only the shell prints
+    wait_until(lambda: "\n42\n" in state.log_file("stubborn").read_text(), 10)
+    assert stop_process(rec.pid, rec.start_time, timeout=0.5) == "killed"
+    assert not rec.alive()
+
+
+def test_progress_lines():
+    import io
+
+    from pilothouse.cluster._progress import Progress, StepFailed
+    stream = io.StringIO()
+    progress = Progress(3, stream)
+    with progress.step("first"):
+        pass
+    with progress.step("second") as step:
+        step.info("doing a long thing")
+        step.done("reused")
+    with pytest.raises(StepFailed):
+        with progress.step("third"):
+            raise StepFailed("it broke", "detail line")
+    lines = stream.getvalue().splitlines()
+    assert re.fullmatch(r"\[1/3\] first \.\.\. ok \(\d+\.\d s\)", lines[0])
+    assert lines[1] == "[2/3] second ..." and lines[2] == "      doing a long thing"
+    assert re.fullmatch(r"\[2/3\] second \.\.\. reused \(\d+\.\d s\)", lines[3])
+    assert lines[4].startswith("[3/3] third ... failed")
+    assert lines[5:] == ["      it broke", "      | detail line"]
+
+
 # -- up, status, idempotence ---------------------------------------------------------------
 
 
+@e2e
 def test_up_reports_progress_and_every_available_component_runs(cluster):
     err = cluster.up_result.stderr
     steps = re.findall(r"^\[(\d)/(\d)\] (.+?) \.\.\. (.+) \((\d+\.\d) s\)$", err, re.M)
@@ -290,6 +428,7 @@ def test_up_reports_progress_and_every_available_component_runs(cluster):
         f"http://127.0.0.1:{cluster.api_port}"
 
 
+@e2e
 def test_status_table_names_components_and_plugins(cluster):
     out = cluster.pilothouse("status", "--state-dir", str(cluster.state))
     for text in ("COMPONENT", "apiserver", "running", f"127.0.0.1:{cluster.api_port}",
@@ -297,6 +436,7 @@ def test_status_table_names_components_and_plugins(cluster):
         assert text in out.stdout, out.stdout
 
 
+@e2e
 def test_up_again_reuses_what_runs(cluster):
     pids = {n: cluster.pid(n) for n in ("apiserver", "scheduler", "node")}
     out = cluster.up()
@@ -306,6 +446,7 @@ def test_up_again_reuses_what_runs(cluster):
     assert "writing the config" in out.stderr and "unchanged" in out.stderr
 
 
+@e2e
 def test_up_dry_run_prints_the_plan_and_changes_nothing(cluster):
     before = (cluster.state / "config.yaml").read_text()
     out = cluster.pilothouse(*cluster.up_args(), "--dry-run")
@@ -315,6 +456,7 @@ def test_up_dry_run_prints_the_plan_and_changes_nothing(cluster):
     assert (cluster.state / "config.yaml").read_text() == before
 
 
+@e2e
 def test_up_with_a_different_port_refuses_while_running(cluster):
     args = cluster.up_args()
     args[args.index("--api-port") + 1] = str(_free_port())
@@ -326,6 +468,7 @@ def test_up_with_a_different_port_refuses_while_running(cluster):
 # -- pods on the node ----------------------------------------------------------------------
 
 
+@e2e
 def test_probes_example_serves_its_config_map_and_restarts_on_liveness_failure(cluster):
     cluster.kubectl("apply", "-f", str(EXAMPLES / "probes.yaml"))
     try:
@@ -346,6 +489,7 @@ def test_probes_example_serves_its_config_map_and_restarts_on_liveness_failure(c
                         check=False)
 
 
+@e2e
 def test_killed_container_is_restarted(cluster):
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "victim"},
            "spec": {"terminationGracePeriodSeconds": 1, "containers": [
@@ -383,7 +527,8 @@ class SurgeWatch:
 
     def __init__(self, cluster: Cluster, selector: str = "app=web"):
         self.cluster, self.selector = cluster, selector
-        self.highest = 0
+        self.highest = 0       # sum of the ReplicaSets' spec.replicas
+        self.highest_pods = 0  # pods neither terminating nor finished
         self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -394,7 +539,12 @@ class SurgeWatch:
                 rs = self.cluster.api(f"/apis/apps/v1/namespaces/default/replicasets"
                                       f"?labelSelector={self.selector}")
                 total = sum((r.get("spec") or {}).get("replicas") or 0 for r in rs["items"])
+                pods = self.cluster.api(f"/api/v1/namespaces/default/pods"
+                                        f"?labelSelector={self.selector}")
+                live = [p for p in pods["items"] if not p["metadata"].get("deletionTimestamp")
+                        and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
                 self.highest = max(self.highest, total)
+                self.highest_pods = max(self.highest_pods, len(live))
                 self.samples += 1
             except Exception:  # noqa: BLE001 - the API may be briefly unreachable
                 pass
@@ -442,14 +592,20 @@ def _versions(cluster: Cluster, replicas: int) -> set[str]:
 
 @pytest.fixture
 def web(cluster):
-    """The web example is deleted after the test, whatever happened."""
+    """The web example is deleted after the test, whatever happened (with every component
+    running again, since pods go only once the node agent confirms it)."""
     yield
-    cluster.kubectl("delete", "-f", str(EXAMPLES / "web.yaml"), "--ignore-not-found",
-                    "--wait=true", check=False)
-    cluster.kubectl("delete", "rs,pods", "-l", "app=web", "--ignore-not-found", "--wait=true",
-                    check=False)
+    if not all(cluster.running(n) for n in COMPONENT_NAMES):
+        cluster.up()
+    for args in (("-f", str(EXAMPLES / "web.yaml")), ("rs,pods", "-l", "app=web")):
+        try:
+            cluster.kubectl("delete", *args, "--ignore-not-found", "--wait=true",
+                            "--timeout=90s", check=False)
+        except subprocess.TimeoutExpired:
+            pass
 
 
+@e2e
 def test_web_example_serves_http_scales_rolls_out_and_undoes(cluster, web):
     cluster.need_controllers("deployment", "replicaset")
     cluster.kubectl("apply", "-f", str(EXAMPLES / "web.yaml"))
@@ -473,10 +629,12 @@ def test_web_example_serves_http_scales_rolls_out_and_undoes(cluster, web):
         assert _versions(cluster, 3) == {"1"}
     assert watch.samples > 10
     assert watch.highest <= 3 + 1, f"maxSurge 1 exceeded: {watch.highest} replicas"
+    assert watch.highest_pods <= 3 + 1, f"maxSurge 1 exceeded: {watch.highest_pods} pods"
     history = cluster.kubectl("rollout", "history", "deployment/web").stdout
     assert re.search(r"^\s*3\s", history, re.M), history  # revisions 2 and 3 (1 became 3)
 
 
+@e2e
 def test_killed_controller_manager_restarted_by_up_finishes_the_rollout(cluster, web):
     cluster.need_controllers("deployment", "replicaset")
     cluster.kubectl("apply", "-f", str(EXAMPLES / "web.yaml"))
@@ -504,9 +662,11 @@ def test_killed_controller_manager_restarted_by_up_finishes_the_rollout(cluster,
         _rollout(cluster)
         assert _versions(cluster, 3) == {"killed-mid-rollout"}
     assert watch.highest <= 3 + 1, f"maxSurge 1 exceeded: {watch.highest} replicas"
+    assert watch.highest_pods <= 3 + 1, f"maxSurge 1 exceeded: {watch.highest_pods} pods"
     cluster.kubectl("delete", "-f", str(EXAMPLES / "web.yaml"), "--wait=true")
 
 
+@e2e
 @pytest.mark.parametrize("policy", ["foreground", "background", "orphan"])
 def test_delete_with_each_propagation_policy(cluster, web, policy):
     cluster.need_controllers("deployment", "replicaset", "garbage")
@@ -538,6 +698,7 @@ def _node_ready(cluster: Cluster) -> str:
                  if c["type"] == "Ready"), "")
 
 
+@e2e
 @pytest.mark.timeout(600)
 def test_stopped_node_agent_goes_not_ready_and_its_pods_are_evicted(cluster, web):
     cluster.need_controllers("deployment", "replicaset", "nodelifecycle")
@@ -562,14 +723,17 @@ def test_stopped_node_agent_goes_not_ready_and_its_pods_are_evicted(cluster, web
     assert re.search(r"starting the node agent \.\.\. ok", out.stderr), out.stderr
     wait_until(lambda: _node_ready(cluster) == "True", 120, what="the node to be Ready again")
     _rollout(cluster, "240s")
-    now = {p["metadata"]["name"] for p in cluster.pods("app=web")}
-    assert not (now & before), "evicted pods came back"
+    # the agent, back, finishes terminating the evicted pods; their replacements serve
+    wait_until(lambda: not ({p["metadata"]["name"] for p in cluster.pods("app=web")} & before),
+               90, what="the evicted pods to be gone")
+    assert _versions(cluster, 2) == {"1"}
     cluster.kubectl("delete", "-f", str(EXAMPLES / "web.yaml"), "--wait=true")
 
 
 # -- down ----------------------------------------------------------------------------------
 
 
+@e2e
 def test_down_stops_every_component_and_the_pods(cluster):
     # runs last in this module (file order); the fixture's teardown purges afterwards
     seen = set(cluster.container_ids)
