@@ -180,8 +180,29 @@ class SchedulerThread:
     def _resource(self, obj: dict):
         return self.client.resource(obj["apiVersion"], obj["kind"])
 
-    def create(self, obj: dict) -> dict:
-        return self.run(self._resource(obj).create(obj, obj["metadata"].get("namespace")))
+    def create(self, obj: dict, wait: bool = True) -> dict:
+        """Create ``obj``; when the scheduler watches its kind (Nodes, PriorityClasses and
+        whatever its plugins asked for) and ``wait``, return only once the scheduler's
+        informer has it, so a test's next step sees a scheduler that knows it."""
+        created = self.run(self._resource(obj).create(obj, obj["metadata"].get("namespace")))
+        if wait:
+            self._wait_seen(created)
+        return created
+
+    def _wait_seen(self, obj: dict) -> None:
+        sched = self.scheduler
+        watched = [i for i in sched.informers
+                   if i.resource.kind.kind == obj.get("kind")
+                   and i.resource.kind.group == obj["apiVersion"].rpartition("/")[0]]
+        if not watched:
+            return
+        from pilothouse.client import object_key
+        key, rv = object_key(obj), int(obj["metadata"]["resourceVersion"])
+
+        def seen():
+            cached = watched[0].cache.get(key)
+            return cached is not None and int(cached["metadata"]["resourceVersion"]) >= rv
+        self.wait_for(lambda: self.call(seen), what=f"the scheduler to see {key}")
 
     def get(self, api_version: str, kind: str, name: str,
             namespace: str | None = None) -> dict | None:
@@ -207,9 +228,11 @@ class SchedulerThread:
             obj = self.run(nodes.get(name))
             change(obj)
             try:
-                return self.run(nodes.update(obj))
+                updated = self.run(nodes.update(obj))
             except errors.Conflict:
                 continue
+            self._wait_seen(updated)
+            return updated
         raise RuntimeError(f"node {name}: too many conflicts")
 
     def get_pod(self, name: str, namespace: str = "default") -> dict | None:

@@ -226,15 +226,16 @@ def test_two_scheduler_processes_never_double_book(api):
         for name in names:
             a.create(pod(name, cpu="1"))
         placed = {name: a.wait_bound(name) for name in names}
-        time.sleep(1.0)
+        expected = {n["metadata"]["name"]: 0 for n in nodes}
+        for name, n in placed.items():
+            expected[n] += 1000
         for s in (a, b):
-            per_node = s.call(lambda s=s: {n: s.scheduler.cache.infos[n].requested.get("cpu", 0)
-                                           for n in s.scheduler.cache.infos})
-            expected = {n["metadata"]["name"]: 0 for n in nodes}
-            for name, n in placed.items():
-                expected[n] += 1000
-            assert per_node == expected
-            assert s.call(lambda s=s: len(s.scheduler.queue)) == 0
+            def per_node(s=s):
+                return {n: s.scheduler.cache.infos[n].requested.get("cpu", 0)
+                        for n in s.scheduler.cache.infos}
+            s.wait_for(lambda s=s: s.call(per_node) == expected and
+                       s.call(lambda: len(s.scheduler.queue)) == 0,
+                       what=f"scheduler {s.identity}'s cache to agree with the API")
         total = a.stats()["scheduled"] + b.stats()["scheduled"]
         assert total == len(names)  # each pod bound by exactly one of them
     finally:
