@@ -303,6 +303,8 @@ class RaftMember:
                 node._doDestroy()
             except Exception:
                 log.exception("raft member %s: error while stopping", cfg.self_address)
+            if self.fatal is not None:
+                self._on_applied()  # lets the driver fail what is waiting at once
 
     _STATES = ("follower", "candidate", "leader")
 

@@ -295,17 +295,20 @@ class RaftStore(Store):
                 self._release_lock()
             return
         self._closed = True
-        for _op, fut, _size in self._pending:
-            if not fut.done():
-                fut.set_exception(StoreUnavailable("raft store closed"))
-        self._pending.clear()
-        for batch in list(self._batches):
-            self._finish(batch, None)
+        self._fail_waiting(StoreUnavailable("raft store closed"))
         self._wake()
         member, self._member = self._member, None
         if member is not None:
             await self._loop.run_in_executor(None, member.stop)
         self._release_lock()
+
+    def _fail_waiting(self, exc: StoreError) -> None:
+        for _op, fut, _size in self._pending:
+            if not fut.done():
+                fut.set_exception(exc)
+        self._pending.clear()
+        for batch in list(self._batches):
+            self._finish(batch, None, exc)
 
     # ------------------------------------------------------------------ notifications
 
@@ -321,6 +324,9 @@ class RaftStore(Store):
 
     def _wake(self) -> None:
         self._wake_pending = False
+        member = self._member
+        if member is not None and member.fatal is not None and not self._closed:
+            self._fail_waiting(StoreUnavailable(f"raft store member stopped: {member.fatal}"))
         fut, self._changed = self._changed, self._loop.create_future()
         if fut is not None and not fut.done():
             fut.set_result(None)
@@ -423,7 +429,7 @@ class RaftStore(Store):
             return
         self._submit(batch)
 
-    def _finish(self, batch: _Batch, results) -> None:
+    def _finish(self, batch: _Batch, results, exc: StoreError | None = None) -> None:
         if batch.done:
             return
         batch.done = True
@@ -435,7 +441,7 @@ class RaftStore(Store):
             if fut.done():
                 continue
             if results is None:
-                fut.set_exception(StoreUnavailable("raft store closed"))
+                fut.set_exception(exc or StoreUnavailable("raft store closed"))
             else:
                 fut.set_result(results[i])
         if self._pending and not self._flush_scheduled:

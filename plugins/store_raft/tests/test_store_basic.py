@@ -212,3 +212,28 @@ def test_five_members_keep_serving_with_two_down(tmp_path, run):
         finally:
             await asyncio.gather(*(s.close() for s in stores))
     run(main())
+
+
+def test_a_failing_fsync_stops_the_member(tmp_path, run):
+    """fsync errors are not retried (the kernel may have dropped the dirty pages): the
+    member stops, and requests fail with StoreUnavailable instead of being acknowledged."""
+    async def main():
+        s = make_store({"data_dir": str(tmp_path), "request_timeout": 60.0})
+        await s.open()
+        await s.create("/ok", b"1")
+        journal = s.member.journal
+
+        def broken_sync():
+            raise OSError(5, "Input/output error")
+        journal.sync = broken_sync
+        with pytest.raises(StoreUnavailable, match="Input/output error"):
+            await s.create("/lost", b"2")  # fails at once, not after request_timeout
+        for _ in range(100):
+            if s.member.fatal is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert isinstance(s.member.fatal, OSError)
+        with pytest.raises(StoreUnavailable, match="stopped"):
+            await s.get("/ok")
+        await s.close()
+    run(main())
