@@ -269,7 +269,7 @@ class Cluster:
         self.args, self.workdir = args, workdir
         self.procs: list[Proc] = []
 
-    def start(self) -> None:
+    def start(self, api_only: bool = False) -> None:
         a, w = self.args, self.workdir
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
@@ -286,6 +286,8 @@ class Cluster:
                                  "--config", self.config], w)
         self.procs.append(api)
         api.wait_for_output("serving on", 60)
+        if api_only:
+            return
         log(f"starting {a.nodes} hollow nodes")
         t0 = time.monotonic()
         hollow = Proc("hollow-nodes", [
@@ -365,13 +367,14 @@ class Profiler:
         return done
 
 
-def summarize_profile(path: str, top: int = 12) -> list[str]:
+def summarize_profile(path: str, top: int = 12, ms_per_pod: float | None = None
+                      ) -> list[str]:
     """The functions with the most inclusive samples (py-spy raw: 'frame;frame;... count'),
-    and the share of samples idle in the event loop's select."""
+    With ``ms_per_pod`` (the
+    process's CPU per pod in the window), each share is also shown as CPU ms per pod."""
     inclusive: collections.Counter = collections.Counter()
     own: collections.Counter = collections.Counter()
     total = 0
-    idle = 0
     with open(path) as fh:
         for line in fh:
             stack, _, count = line.rstrip().rpartition(" ")
@@ -381,29 +384,29 @@ def summarize_profile(path: str, top: int = 12) -> list[str]:
             total += n
             frames = stack.split(";")
             leaf = frames[-1]
-            if "select" in leaf or "_run_once" in leaf and len(frames) < 6 or \
-                    "(selectors.py" in leaf or "poll" in leaf.split(" (")[0]:
-                idle += n
             own[_short(leaf)] += n
             for f in set(_short(f) for f in frames):
                 inclusive[f] += n
     if not total:
         return ["  (no samples)"]
-    lines = [f"  {total} samples, {100 * idle / total:.0f}% idle in the event loop's poll"]
+    def ms(n: int) -> str:
+        return f"  {ms_per_pod * n / total:6.3f} ms/pod" if ms_per_pod else ""
+    lines = [f"  {total} samples on CPU (py-spy leaves out idle time; 'Runner.run' self time "
+             "is the event loop's own native work: uvloop I/O and callbacks)"]
     lines.append("  inclusive (function: % of samples):")
-    skip = ("<module>", "run (", "run_forever", "_run_once", "_run (", "main (", "runner",
+    skip = ("<module>", "run (", "cmd_", "run_async", "run_forever", "_run_once", "_run (", "main (", "runner",
             "_run_module_as_main", "_run_code", "run_until_complete", "Runner.run")
     shown = 0
     for name, n in inclusive.most_common():
         if any(s in name for s in skip):
             continue
-        lines.append(f"    {100 * n / total:5.1f}%  {name}")
+        lines.append(f"    {100 * n / total:5.1f}%{ms(n)}  {name}")
         shown += 1
         if shown >= top:
             break
     lines.append("  self time (leaf function: % of samples):")
     for name, n in own.most_common(top):
-        lines.append(f"    {100 * n / total:5.1f}%  {name}")
+        lines.append(f"    {100 * n / total:5.1f}%{ms(n)}  {name}")
     return lines
 
 
@@ -436,7 +439,11 @@ async def run_case(args, case: str, workdir: str) -> dict:
             await observer.started
             await asyncio.sleep(0.5)
             pids = {**cluster.pids(), "bench": os.getpid()}
-            cpu0 = {n: cpu_seconds(p) for n, p in pids.items()}
+            # the background cost (leases, heartbeats, watches) before any pod exists
+            base0, tb0 = {n: cpu_seconds(p) for n, p in pids.items()}, time.perf_counter()
+            await asyncio.sleep(args.baseline)
+            cpu0, tb1 = {n: cpu_seconds(p) for n, p in pids.items()}, time.perf_counter()
+            baseline = {n: (cpu0[n] - base0[n]) / (tb1 - tb0) for n in pids}
             prof = Profiler(args.profile, cluster.pids(), case)
             load0 = os.getloadavg()[0]
             log(f"creating {args.pods} pods with {args.creators} clients"
@@ -502,6 +509,9 @@ async def run_case(args, case: str, workdir: str) -> dict:
                 if len(observer.running) == len(observer.bound) and observer.running
                 else None,
                 "cpu": {n: (cpu1[n] - cpu0[n]) / (t_bound - t_start) for n in pids},
+                "baseline": baseline, "measured": t_bound - t_start,
+                "cpu_per_pod": {n: (cpu1[n] - cpu0[n] - baseline[n] * (t_bound - t_start))
+                                / max(len(observer.bound), 1) for n in pids},
                 "load": (load0, load1), "profiles": profiles,
             })
             if anti_every:
@@ -513,6 +523,139 @@ async def run_case(args, case: str, workdir: str) -> dict:
     finally:
         cluster.stop()
     return result
+
+
+# ---------------------------------------------------------------------------- breakdown
+
+
+def _status_body(i: int) -> dict:
+    """What a hollow node writes through pods/status for a one-container pod."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    ip = f"10.64.{i // 250 % 250}.{i % 250 + 2}"
+    conds = [{"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": now}
+             for t in ("PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready",
+                       "PodScheduled")]
+    return {"status": {
+        "phase": "Running", "conditions": conds, "hostIP": "172.16.0.2",
+        "hostIPs": [{"ip": "172.16.0.2"}], "podIP": ip, "podIPs": [{"ip": ip}],
+        "startTime": now, "qosClass": "Guaranteed",
+        "containerStatuses": [{"name": "pause", "image": "registry.k8s.io/pause:3.10",
+                               "imageID": "registry.k8s.io/pause@sha256:" + "0" * 64,
+                               "containerID": "hollow://" + "1" * 64, "ready": True,
+                               "started": True, "restartCount": 0,
+                               "state": {"running": {"startedAt": now}}, "lastState": {}}]}}
+
+
+async def breakdown(args) -> list[tuple[str, float, float]]:
+    """The API server's CPU per request of each kind one scheduled pod costs, measured one
+    kind at a time against a fresh API server (no scheduler, no hollow nodes)."""
+    work = tempfile.mkdtemp(prefix="pilothouse-sched-breakdown-")
+    n = 300 if args.quick else 2000
+    clients = 8
+    rows: list[tuple[str, float, float]] = []
+    cluster = Cluster(args, work)
+    try:
+        cluster.start(api_only=True)
+        url = cluster.url
+        api = cluster.procs[0]
+        ns = f"{url}/api/v1/namespaces/{NAMESPACE}"
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+            async with session.post(f"{url}/api/v1/namespaces", json={
+                    "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}):
+                pass
+            for i in range(100):
+                async with session.post(f"{url}/apis/coordination.k8s.io/v1/namespaces/"
+                                        "kube-node-lease/leases", json={
+                        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                        "metadata": {"name": f"n{i}"}, "spec": {
+                            "holderIdentity": f"n{i}", "leaseDurationSeconds": 40}}):
+                    pass
+            leases: dict[int, dict] = {}
+
+            async def measure(label: str, op, count: int = n) -> float:
+                counter = iter(range(count))
+                expected = {"POST": (201,), "PATCH": (200,), "PUT": (200,),
+                            "DELETE": (200, 202)}
+
+                async def worker():
+                    for i in counter:
+                        method, path, body, ctype = op(i)
+                        async with session.request(method, path, data=json.dumps(body),
+                                                   headers={"Content-Type": ctype}) as r:
+                            text = await r.read()
+                            if r.status not in expected[method]:
+                                raise SystemExit(f"{label}: {r.status} {text[:300]!r}")
+                            if path.endswith("/leases/" + f"n{i % 100}"):
+                                leases[i % 100] = json.loads(text)
+                c0, t0 = cpu_seconds(api.pid), time.perf_counter()
+                await asyncio.gather(*(worker() for _ in range(clients)))
+                c1, t1 = cpu_seconds(api.pid), time.perf_counter()
+                per = (c1 - c0) / count * 1000
+                rows.append((label, per, count / (t1 - t0)))
+                log(f"  {label}: {per:.2f} ms of API server CPU each")
+                return per
+            js = "application/json"
+            log(f"breakdown: {n} requests of each kind, {clients} clients")
+            create = await measure("pod create", lambda i: (
+                "POST", f"{ns}/pods", json.loads(pod_body(i, False)), js))
+            await measure("pods/binding", lambda i: (
+                "POST", f"{ns}/pods/pod-{i}/binding", {
+                    "apiVersion": "v1", "kind": "Binding", "metadata": {"name": f"pod-{i}"},
+                    "target": {"apiVersion": "v1", "kind": "Node", "name": "node-1"}}, js))
+            await measure("pods/status patch", lambda i: (
+                "PATCH", f"{ns}/pods/pod-{i}/status", _status_body(i),
+                "application/merge-patch+json"))
+            await measure("event create", lambda i: (
+                "POST", f"{ns}/events", {
+                    "apiVersion": "v1", "kind": "Event",
+                    "metadata": {"name": f"pod-{i}.{i:016x}", "namespace": NAMESPACE},
+                    "involvedObject": {"apiVersion": "v1", "kind": "Pod",
+                                       "namespace": NAMESPACE, "name": f"pod-{i}"},
+                    "reason": "Scheduled", "message": f"Successfully assigned bench/pod-{i} "
+                    "to node-1", "type": "Normal", "action": "Binding",
+                    "source": {"component": "default-scheduler"},
+                    "reportingComponent": "default-scheduler", "reportingInstance": "bench",
+                    "firstTimestamp": "2026-01-01T00:00:00Z",
+                    "lastTimestamp": "2026-01-01T00:00:00Z", "count": 1}, js))
+
+            def lease_put(i):
+                current = leases.get(i % 100)
+                body = current or {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                                   "metadata": {"name": f"n{i % 100}"}}
+                body = {**body, "spec": {"holderIdentity": f"n{i % 100}",
+                                         "leaseDurationSeconds": 40,
+                                         "renewTime": "2026-01-01T00:00:00.000000Z"}}
+                return ("PUT", f"{url}/apis/coordination.k8s.io/v1/namespaces/"
+                        f"kube-node-lease/leases/n{i % 100}", body, js)
+            await measure("lease update (PUT)", lease_put)
+            await measure("pod delete", lambda i: (
+                "DELETE", f"{ns}/pods/pod-{i}", {"gracePeriodSeconds": 0}, js))
+            # the same creates with three pod watchers (scheduler, hollow nodes, observer)
+            watchers = 3
+            stop = asyncio.Event()
+            seen = [0] * watchers
+
+            async def watcher(k):
+                async with session.get(f"{url}/api/v1/pods", params={
+                        "watch": "true", "timeoutSeconds": "600"},
+                        timeout=aiohttp.ClientTimeout(total=None)) as r:
+                    async for chunk in r.content.iter_any():
+                        seen[k] += chunk.count(b"\n")
+                        if stop.is_set():
+                            return
+            tasks = [asyncio.create_task(watcher(k)) for k in range(watchers)]
+            await asyncio.sleep(1.0)
+            with_watch = await measure(f"pod create, {watchers} watchers", lambda i: (
+                "POST", f"{ns}/pods", json.loads(pod_body(n + i, False)), js))
+            stop.set()
+            for t in tasks:
+                t.cancel()
+            rows.append((f"  → one watch event delivered", (with_watch - create) / watchers,
+                         float("nan")))
+    finally:
+        cluster.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
 
 
 def print_table(results: list[dict], args) -> None:
@@ -532,10 +675,16 @@ def print_table(results: list[dict], args) -> None:
               f"{r['throughput']:>8.0f} {r['p50'] * 1000:>9.0f} {r['p99'] * 1000:>9.0f} "
               f"{r['create_rate']:>9.0f} {running:>12}")
     print()
-    print("CPU during the measured window (share of one core):")
+    print("CPU per process (share of one core) during the measured window, before it "
+          "(baseline: leases, heartbeats, idle watches), and CPU ms per pod above the "
+          "baseline:")
     for r in results:
-        cpu = ", ".join(f"{n} {100 * v:.0f}%" for n, v in r["cpu"].items())
-        print(f"  {titles[r['case']]:<28} {cpu}")
+        print(f"  {titles[r['case']]}")
+        for n, v in r["cpu"].items():
+            per = r["cpu_per_pod"][n] * 1000
+            ceiling = f"  (one core: at most {1000 / per:,.0f} pods/s)" if per > 0.05 else ""
+            print(f"    {n:<14} {100 * v:4.0f}%   baseline {100 * r['baseline'][n]:4.0f}%"
+                  f"   {per:6.2f} ms/pod{ceiling}")
         notes = [f"load average {r['load'][0]:.2f} -> {r['load'][1]:.2f}",
                  f"window {r['window']:.1f} s", f"latency max {r['max'] * 1000:.0f} ms",
                  f"create p99 {r['create_p99'] * 1000:.0f} ms"]
@@ -546,18 +695,20 @@ def print_table(results: list[dict], args) -> None:
         if "anti_pods" in r:
             notes.append(f"{r['anti_pods']} anti-affinity pods, {r['anti_violations']} "
                          f"sharing a node")
-        print(f"  {'':<28} " + "; ".join(notes))
+        print("    " + "; ".join(notes))
     print()
     print("Anchor: kube-scheduler's CI floor for SchedulingBasic (5000 nodes) is 680 pods/s; "
           "goal here: 1,000 pods/s.")
     for r in results:
         for name, path in r.get("profiles", {}).items():
             print(f"\nprofile {titles[r['case']]} / {name} ({path}):")
-            print("\n".join(summarize_profile(path)))
+            per = r["cpu"][name] * r["measured"] / max(r["bound"], 1) * 1000
+            print(f"  ({per:.2f} ms of CPU per pod in the window, background included)")
+            print("\n".join(summarize_profile(path, ms_per_pod=per)))
 
 
 async def main(args) -> None:
-    cases = ["basic", "anti"] if args.case == "all" else [args.case]
+    cases = {"all": ["basic", "anti"], "none": []}.get(args.case, [args.case])
     results = []
     for case in cases:
         work = tempfile.mkdtemp(prefix=f"pilothouse-sched-bench-{case}-")
@@ -575,14 +726,26 @@ async def main(args) -> None:
                 log(f"logs kept in {work}")
             else:
                 shutil.rmtree(work, ignore_errors=True)
-    print_table(results, args)
+    if results:
+        print_table(results, args)
+    if args.breakdown:
+        rows = await breakdown(args)
+        print()
+        print(f"API server CPU per request (store {args.store}; one kind at a time, 8 clients, "
+              "no other load):")
+        for label, per, rate in rows:
+            r = f"{rate:8.0f}/s" if rate == rate else ""
+            print(f"  {label:<34} {per:6.2f} ms   {r}")
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--store", default="raft", help="store plugin (default raft; or memory)")
     p.add_argument("--quick", action="store_true", help="500 nodes, 1,000 pods: smoke test")
-    p.add_argument("--case", choices=("basic", "anti", "all"), default="all")
+    p.add_argument("--case", choices=("basic", "anti", "all", "none"), default="all",
+                   help="which case to run (none: only --breakdown)")
+    p.add_argument("--breakdown", action="store_true",
+                   help="also measure the API server's CPU per request kind a pod costs")
     p.add_argument("--nodes", type=int, help="hollow nodes (default 5000; 500 with --quick)")
     p.add_argument("--pods", type=int, help="pods to schedule (default 10000; 1000 quick)")
     p.add_argument("--anti-fraction", type=float, default=0.25,
@@ -592,12 +755,14 @@ def parse_args(argv=None):
                    help="hollow nodes' Lease renewal period (default 10 s, the kubelet's)")
     p.add_argument("--timeout", type=float, default=600.0,
                    help="give up waiting for bindings after this many seconds")
+    p.add_argument("--baseline", type=float, default=3.0,
+                   help="seconds to measure each process's background CPU before creating")
     p.add_argument("--profile", metavar="DIR", help="record py-spy profiles into DIR")
     p.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
     args = p.parse_args(argv)
     args.nodes = args.nodes or (500 if args.quick else 5000)
     args.pods = args.pods or (1000 if args.quick else 10000)
-    if args.case != "basic" and args.pods * args.anti_fraction > args.nodes:
+    if args.case in ("anti", "all") and args.pods * args.anti_fraction > args.nodes:
         p.error("the anti case needs at least pods x anti-fraction nodes")
     return args
 
