@@ -20,6 +20,7 @@ from pilothouse.cluster._deps import (APT_COMMAND, BUILTIN_DISTRIBUTIONS, apt_av
 from pilothouse.cluster._progress import Progress, StepFailed
 from pilothouse.cluster._state import StateDir
 from pilothouse.config import ConfigError, load_config, parse_config
+from pilothouse.plugins import GROUPS
 
 __all__ = ["UpError", "up"]
 
@@ -137,17 +138,19 @@ def _step_dependencies(progress: Progress, state: StateDir, doc: dict, install: 
             root = checkout_root()
             found = checkout_plugins(root) if root else {}
             folders = sorted({found[w] for w in wanted if w in found})
-            if root is None or len(folders) == 0 or any(w not in found for w in wanted):
-                dists = sorted({BUILTIN_DISTRIBUTIONS.get(slot, f"<the plugin providing "
-                                                                f"{name}>")
-                                for slot, name in wanted})
+            if root is None or any(w not in found for w in wanted):
+                groups = "; ".join(f"entry point {name!r} in group {GROUPS[slot][0]}"
+                                   for slot, name in wanted)
                 raise StepFailed(f"not installed: {names}",
-                                 f"install with:\n  pip install {' '.join(dists)}")
+                                 f"install the distributions that provide {groups}.\n"
+                                 f"The built-in plugins: pip install "
+                                 f"{' '.join(BUILTIN_DISTRIBUTIONS.values())}")
             if not install:
                 raise StepFailed(f"not installed: {names}", "install with:\n  " + " ".join(
                     pip_install_command(folders)))
-            step.info(f"installing from the checkout: {', '.join(str(f.relative_to(root)) for f in folders)}")
             argv = pip_install_command(folders)
+            step.info("installing from the checkout: "
+                      + ", ".join(str(f.relative_to(root)) for f in folders))
             out = subprocess.run(argv, capture_output=True, text=True)
             if out.returncode != 0:
                 raise StepFailed("pip install failed: " + " ".join(argv),
@@ -166,10 +169,9 @@ def _check_plugins(state: StateDir, fresh_install: bool) -> None:
         if out.returncode != 0:
             raise StepFailed("the config's plugins do not load", out.stderr or out.stdout)
         return
-    from pilothouse.config import load_config as _load
     from pilothouse.plugins import load_plugins
     try:
-        load_plugins(_load(state.config))
+        load_plugins(load_config(state.config))
     except ConfigError as exc:
         raise StepFailed("the config's plugins do not load", str(exc)) from None
 
