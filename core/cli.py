@@ -115,6 +115,20 @@ def cmd_apiserver(args) -> int:
     return 0
 
 
+def cmd_controller_manager(args) -> int:
+    import logging
+
+    from pilothouse.controllers._host import run_controller_host
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        run_async(run_controller_host(load_config(args.config), args.server,
+                                      identity=args.identity, handle_signals=True))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_version(args) -> int:
     print(f"pilothouse {__version__}")
     return 0
@@ -146,8 +160,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("apiserver", parents=[common], help="run the API server with the configured "
                    "store, authentication, authorization and admission plugins").set_defaults(
         handler=cmd_apiserver)
+    cm = sub.add_parser("controller-manager", parents=[common], help="run the controller host: "
+                        "every enabled controller, each under its own leader-election Lease")
+    cm.add_argument("--server", required=True, help="API server URL")
+    cm.add_argument("--identity", default=None,
+                    help="leader-election identity (default: <host name>_<pid>)")
+    cm.set_defaults(handler=cmd_controller_manager)
     from pilothouse._image_cli import add_image_commands
+    from pilothouse.cluster._cli import add_cluster_commands
+    from pilothouse.node._run import add_node_command
+    from pilothouse.scheduler._cli import add_scheduler_command
     add_image_commands(sub, common)
+    add_scheduler_command(sub, common)
+    add_node_command(sub, common)
+    add_cluster_commands(sub, common)
     builtin = set(sub.choices)
     pm = make_plugin_manager()
     for plugin in discover(["plugins"]):
