@@ -129,7 +129,6 @@ class PodWorker:
         self.volume_paths: dict[str, str] | None = None
         self.volumes_synced_at = 0.0
         self.sandbox_ips: dict[str, tuple[str, ...]] = {}
-        self.pod_reason = ("", "")
         self.retry_at: dict[str, float] = {}
         self._retry_steps: dict[str, int] = {}
         self.messages: dict[str, str] = {}
@@ -331,7 +330,6 @@ class PodWorker:
             if not self._may_create_sandbox(pod, obs):
                 return None, False
             if not self.agent.runtime_ready:
-                self.pod_reason = ("", "the container runtime is not ready")
                 return 1.0, False
             try:
                 sandbox = await self._create_sandbox(pod, obs)
@@ -494,7 +492,6 @@ class PodWorker:
         try:
             await self._volumes(pod, refresh=True)
         except VolumeError as exc:
-            self.pod_reason = ("", str(exc))
             self.agent.events.event(pod, "Warning", "FailedMount", str(exc))
             raise
         for running in [c for c in obs.all() if _running(c)]:
@@ -513,10 +510,8 @@ class PodWorker:
             sandbox_id = await self.runtime.run_pod_sandbox(config)
         except rt.ContainerRuntimeError as exc:
             msg = f"Failed to create pod sandbox: {exc}"
-            self.pod_reason = ("", msg)
             self.agent.events.event(pod, "Warning", "FailedCreatePodSandBox", msg)
             raise
-        self.pod_reason = ("", "")
         status = await self.runtime.pod_sandbox_status(sandbox_id)
         ips = tuple(ip for ip in (status.ip, *status.additional_ips) if ip)
         network = self.agent.network
@@ -528,7 +523,6 @@ class PodWorker:
                 self.agent.events.event(pod, "Warning", "FailedCreatePodSandBox", msg)
                 await self.runtime.stop_pod_sandbox(sandbox_id)
                 await self.runtime.remove_pod_sandbox(sandbox_id)
-                self.pod_reason = ("", msg)
                 raise rt.ContainerRuntimeError(msg) from None
             ips = tuple(attached.ips)
         if config.host_network:
