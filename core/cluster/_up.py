@@ -439,4 +439,8 @@ def _print_plan(state: StateDir, s: ClusterSettings, doc: dict, commands: set[st
             p(f"{n}. start {comp.title}: {' '.join(argv)}")
             p(f"     log {state.log_file(comp.name)}, pid file {state.pid_file(comp.name)}")
         n += 1
-    p(f"{n}. write the kubeconfig {s.get('kubeconfig')} (context pilothouse, server {url})")
+    target = s.get("kubeconfig")
+    if target and target != "-":
+        p(f"{n}. add the context pilothouse (server {url}) to the kubeconfig {target}")
+    else:
+        p(f"{n}. leave your kubeconfig alone (--kubeconfig -); use {state.kubeconfig}")
