@@ -1,5 +1,5 @@
-"""Fixtures of the node agent's tests. Helpers live beside the tests (``fakes.py``,
-``cluster.py``); pytest's importlib mode does not put this folder on ``sys.path``, so
+"""Fixtures of the node agent's tests. Helpers live beside the tests (``node_fakes.py``,
+``node_cluster.py``); pytest's importlib mode does not put this folder on ``sys.path``, so
 this conftest does."""
 
 import os

@@ -14,7 +14,7 @@ import pytest
 from pilothouse.testing.cluster import kubectl_path
 from pilothouse.testing.images import build_busybox_image
 
-from cluster import (AgentThread, container_id, container_status, containerd_missing,
+from node_cluster import (AgentThread, container_id, container_status, containerd_missing,
                      pod_json, wait_until)
 
 pytestmark = [pytest.mark.needs_root]

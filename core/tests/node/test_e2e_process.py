@@ -11,7 +11,7 @@ from pilothouse.interfaces.runtime import Feature
 from pilothouse.plugins import discover, make_plugin_manager
 from pilothouse.testing.images import build_busybox_image, busybox_available
 
-from cluster import AgentThread, container_status, pod_json, wait_until
+from node_cluster import AgentThread, container_status, pod_json, wait_until
 
 IMAGE = "pilothouse.test/node-process:1"
 NODE = "node-process"

@@ -17,7 +17,7 @@ import yaml
 from pilothouse.testing import build_driver
 from pilothouse.testing.images import build_busybox_image
 
-from cluster import container_status, containerd_missing, pod_json, wait_until
+from node_cluster import container_status, containerd_missing, pod_json, wait_until
 
 pytestmark = [pytest.mark.needs_root]
 

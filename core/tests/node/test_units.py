@@ -25,7 +25,7 @@ from pilothouse.node._statusmanager import StatusManager, status_patch
 from pilothouse.node._volumes import (SA_MOUNT_PATH, VolumeError, VolumeManager,
                                       atomic_write_dir, placeholder_token)
 
-from fakes import Clock, FakeRuntime, make_pod
+from node_fakes import Clock, FakeRuntime, make_pod
 
 
 def run(coro):

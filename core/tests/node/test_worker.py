@@ -10,7 +10,7 @@ import pytest
 from pilothouse.interfaces import runtime as rt
 from pilothouse.node._worker import PodWorker
 
-from fakes import Clock, FakeAgent, FakeRuntime, make_pod
+from node_fakes import Clock, FakeAgent, FakeRuntime, make_pod
 
 
 class Harness:
