@@ -42,8 +42,9 @@ def _create_journal(journal_file=None):
 
 _syncobj.createJournal = _create_journal
 
+# Snapshot file: magic, crc32 of the rest, length of the raft metadata, raft metadata
+# (pickled), state machine (KVState.dump).
 _SNAP_MAGIC = b"PHRAFTS1"
-_SNAP_HEAD = struct.Struct("<IQ")  # crc32 of the rest, length of the raft metadata
 
 REGULAR_COMMAND = 0  # pysyncobj's _COMMAND_TYPE.REGULAR
 
@@ -106,7 +107,10 @@ class _Node(SyncObj):
         # no acknowledgement that would end the tick's wait, so it wakes itself while it
         # has appended entries that are not committed yet.
         if self._wake_w is not None and self.raftCommitIndex < journal[-1][1]:
-            os.write(self._wake_w, b"x")
+            try:
+                os.write(self._wake_w, b"x")
+            except BlockingIOError:  # already full of wake-ups
+                pass
 
     def _enable_self_wake(self):
         self._wake_r, self._wake_w = os.pipe()
