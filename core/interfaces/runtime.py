@@ -53,10 +53,14 @@ not carry the bytes. :meth:`Runtime.exec`, :meth:`Runtime.attach` and
 :meth:`Runtime.port_forward` return the URL of a one-shot session on the runtime's own
 streaming server. The API server forwards the client's upgraded connection (SPDY or
 WebSocket, Kubernetes' ``remotecommand``/``portforward`` subprotocols) for
-``pods/exec|attach|portforward`` to the node agent; the agent resolves the container id, asks
-the driver for a URL and *proxies* the upgraded connection to it, byte for byte, until either
-side closes. The agent proxies instead of redirecting because streaming servers listen on
-loopback. A URL is single-use and expires if unused (containerd: after one minute).
+``pods/exec|attach|portforward`` to the node agent; the agent serves the client's protocol
+itself (:mod:`pilothouse.streaming`: WebSocket v4/v5 channels, SPDY, SPDY-in-WebSocket), then
+resolves the container id, asks the driver for a URL and connects to it as a SPDY client with
+the ``remotecommand`` v4 streams, relaying stdin, stdout, stderr, resize and the exit status
+(runtimes such as containerd 1.6 speak neither kubectl's v5 nor SPDY-in-WebSocket). It
+connects instead of redirecting because streaming servers listen on loopback. Port-forward
+connects to the port inside the sandbox's network namespace (``netns_path``). A URL is
+single-use and expires if unused (containerd: after one minute).
 
 **Concurrency and blocking.** All methods are coroutines run on the node agent's event
 loop. The agent may call them concurrently for different pods (never two lifecycle calls for
