@@ -254,13 +254,14 @@ class RaftMember:
         node = self._node
         if node is None:
             return {"state": "stopped"}
+        # Only single attribute reads: pysyncobj's getStatus() iterates dicts the tick
+        # thread may be changing.
         leader = node._getLeader()
-        st = node.getStatus()
         return {"self": self.config.self_address,
                 "leader": getattr(leader, "address", None),
-                "is_leader": node._isLeader(), "term": st["raft_term"],
-                "commit_index": st["commit_idx"], "last_applied": st["last_applied"],
-                "log_len": st["log_len"], "revision": self.state.rev,
+                "is_leader": node._isLeader(), "term": node.raftCurrentTerm,
+                "commit_index": node.raftCommitIndex, "last_applied": node.raftLastApplied,
+                "log_len": len(self.journal), "revision": self.state.rev,
                 "syncs": self.journal.syncs if self.journal else 0,
                 "snapshots_written": self.snapshots_written,
                 "snapshots_loaded": self.snapshots_loaded}
