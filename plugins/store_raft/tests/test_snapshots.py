@@ -58,7 +58,7 @@ def test_member_behind_the_compacted_log_catches_up_by_snapshot(tmp_path, run):
             lst = await stores[lagging].list("/lag/")  # linearizable: waits for catch-up
             assert lst.count == 300 and lst.items[-1].value == b"v299"
             assert stores[lagging].member.state.rev == leader.member.state.rev
-            assert stores[lagging].member.status()["snapshots_loaded"] == 1  # from the leader
+            assert stores[lagging].member.status()["snapshots_loaded"] >= 1  # from the leader
             await stores[lagging].create("/lag/after", b"x")
             assert (await leader.get("/lag/after")).value == b"x"
         finally:
