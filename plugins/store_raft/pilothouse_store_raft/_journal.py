@@ -89,7 +89,7 @@ class DurableJournal(Journal):
     def _load(self) -> None:
         size = os.fstat(self._fd).st_size
         data = os.pread(self._fd, size, 0) if size else b""
-        if not data:
+        if len(data) < len(MAGIC) and MAGIC.startswith(data):  # new, or died creating it
             os.pwrite(self._fd, MAGIC, 0)
             os.fsync(self._fd)
             fsync_dir(self._dir)

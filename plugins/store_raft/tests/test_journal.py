@@ -101,3 +101,12 @@ def test_term_and_vote_are_durable_and_commit_index_saved(tmp_path):
     os.close(j._fd)
     j = _journal(tmp_path)
     assert j.getRaftCommitIndex() == 1 and len(j) == 1
+
+
+def test_a_journal_file_cut_inside_its_header_starts_empty(tmp_path):
+    (tmp_path / "j").write_bytes(MAGIC[:3])
+    j = _journal(tmp_path)
+    assert len(j) == 0
+    j.add(b"a", 1, 1)
+    j._destroy()
+    assert [e[1] for e in _journal(tmp_path)] == [1]
