@@ -217,11 +217,12 @@ async def _scenario(cluster: ProcessCluster):
         for key, history in work.histories.items():
             _log(f"checking {key}: {len(history)} operations")
             assert check(history, b"init"), f"history of {key} is not linearizable"
-        # every member ends with the same state
-        revs = []
+        # every member ends with the same state (each list is a linearizable read there)
         for s in clients.stores:
-            lst = await _retry(clients, lambda _s, s=s: s.list("/app/"))
-            revs.append(lst.revision)
+            lst = await _retry(clients, lambda _s, s=s: s.list(""))
+            mine = await _retry(clients, lambda _s, s=clients.stores[0]: s.list(""))
+            assert (lst.revision, lst.items) == (mine.revision, mine.items), \
+                "members disagree after the faults"
         failovers = [_first_write_after(work.writes, t) for _, t in kills]
         all_down = _first_write_after(work.writes, t_all)
         n_ops = sum(len(h) for h in work.histories.values())
