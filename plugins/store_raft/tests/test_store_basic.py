@@ -237,3 +237,27 @@ def test_a_failing_fsync_stops_the_member(tmp_path, run):
             await s.get("/ok")
         await s.close()
     run(main())
+
+
+def test_unusable_data_dir_or_address_is_store_unavailable(tmp_path, run):
+    import socket
+
+    async def main():
+        not_a_dir = tmp_path / "file"
+        not_a_dir.write_text("x")
+        with pytest.raises(StoreUnavailable, match="data_dir"):
+            await make_store({"data_dir": str(not_a_dir / "sub")}).open()
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        try:
+            addr = f"127.0.0.1:{busy.getsockname()[1]}"
+            with pytest.raises(StoreUnavailable, match="cannot start member"):
+                await make_store({"data_dir": str(tmp_path / "d"), "members": [addr]}).open()
+        finally:
+            busy.close()
+        # the failed open released the data dir
+        s = make_store({"data_dir": str(tmp_path / "d")})
+        await s.open()
+        await s.close()
+    run(main())
