@@ -63,12 +63,8 @@ def _free_port() -> int:
 
 
 def _pilothouse_argv() -> list[str]:
-    """``pilothouse`` as the user types it: the CLI once it has ``up``; until cli.py wires
-    the commands in, ``python -m pilothouse.cluster`` (the same handlers)."""
-    from pilothouse.cluster._components import cli_commands
-    if "up" in cli_commands():
-        return [sys.executable, "-m", "pilothouse.cli"]
-    return [sys.executable, "-m", "pilothouse.cluster"]
+    """``pilothouse`` as the user types it (the console script runs the same main)."""
+    return [sys.executable, "-m", "pilothouse.cli"]
 
 
 def wait_until(predicate, timeout: float = 60.0, interval: float = 0.25, what: str = ""):

@@ -185,7 +185,7 @@ def _start(step, state: StateDir, comp: Component, argv: list[str] | None) -> in
     if state.clean_stale(comp.name):
         step.info(f"removed a stale pid file of {comp.title}")
     if argv is None:
-        step.done(f"skipped: this installation has no `pilothouse {comp.name}` command yet")
+        step.done(f"skipped: this installation's CLI has no `pilothouse {comp.name}` command")
         return None
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     rec = state.launch(comp.name, argv, env)
@@ -382,7 +382,7 @@ def _print_summary(state: StateDir, s: ClusterSettings, doc: dict,
     lines += [f"  status: pilothouse status{_state_flag(state)}    "
               f"stop: pilothouse down{_state_flag(state)}"]
     if missing:
-        lines.append(f"  note: not started (no such command in this installation): "
+        lines.append(f"  note: not started (no such command in this installation's CLI): "
                      f"{', '.join(missing)}")
     print("\n".join(lines), file=out)
 
