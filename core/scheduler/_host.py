@@ -634,10 +634,13 @@ class Scheduler:
         finally:
             housekeeping.cancel()
             self.queue.close()
+            if self._bind_tasks:  # binds in flight get a moment to finish, then stop
+                await asyncio.wait(list(self._bind_tasks), timeout=5.0)
             for task in list(self._bind_tasks):
+                task.cancel()
                 try:
-                    await asyncio.wait_for(asyncio.shield(task), 5.0)
-                except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                    await task
+                except (asyncio.CancelledError, Exception):
                     pass
             for task in list(self._status_workers.values()):
                 task.cancel()

@@ -161,6 +161,13 @@ class SchedulerThread:
                     await self.scheduler.stop()
                 finally:
                     await self.client.close()
+                    # let the transports finish closing (the API server must see every
+                    # connection end), then end whatever is left before the loop stops
+                    await asyncio.sleep(0.05)
+                    rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                    for task in rest:
+                        task.cancel()
+                    await asyncio.gather(*rest, return_exceptions=True)
             try:
                 self.run(down())
             finally:
@@ -168,6 +175,8 @@ class SchedulerThread:
         if self._thread.is_alive():
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=10)
+            if not self._thread.is_alive():
+                self.loop.close()
 
     def __enter__(self) -> "SchedulerThread":
         return self.start()
