@@ -36,8 +36,10 @@ EV_PUT = 0
 EV_DELETE = 1
 
 #: How many recent batch ids the state machine remembers, with their results, so that a
-#: batch resubmitted after a leader change (outcome unknown) is applied at most once.
+#: batch resubmitted after a leader change (outcome unknown) is applied at most once; and
+#: the most results it keeps in all (big batches under load would otherwise hold many).
 DEDUPE_BATCHES = 16384
+DEDUPE_RESULTS = 131072
 
 SNAPSHOT_FORMAT = 1
 
@@ -64,6 +66,7 @@ class KVState:
         self.dead: set[str] = set()
         self.multi: set[str] = set()  # keys with more than one version or a tombstone
         self.dedupe: collections.OrderedDict = collections.OrderedDict()
+        self.dedupe_results = 0
         self.applied_batches = 0
 
     # ------------------------------------------------------------------ writes
@@ -77,8 +80,10 @@ class KVState:
             results = [self._apply_op(op) for op in ops]
             if any(op[0] != OP_BARRIER for op in ops):
                 self.dedupe[batch_id] = results
-                while len(self.dedupe) > DEDUPE_BATCHES:
-                    self.dedupe.popitem(last=False)
+                self.dedupe_results += len(results)
+                while (len(self.dedupe) > DEDUPE_BATCHES
+                       or self.dedupe_results > DEDUPE_RESULTS) and len(self.dedupe) > 1:
+                    self.dedupe_results -= len(self.dedupe.popitem(last=False)[1])
             return results
 
     def _current(self, key: str):
@@ -249,6 +254,7 @@ class KVState:
             self.dead = {k for k, v in versions.items() if v[-1][1] is None}
             self.multi = {k for k, v in versions.items() if len(v) > 1} | self.dead
             self.dedupe = collections.OrderedDict(dedupe)
+            self.dedupe_results = sum(len(r) for r in self.dedupe.values())
             self.applied_batches = applied
 
 

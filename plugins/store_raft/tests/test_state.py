@@ -25,6 +25,11 @@ def test_dedupe_memory_is_bounded_and_deterministic():
     assert len(a.dedupe) == S.DEDUPE_BATCHES
     assert list(a.dedupe) == list(b.dedupe)
     assert 0 not in a.dedupe and S.DEDUPE_BATCHES + 9 in a.dedupe
+    big = tuple((S.OP_UPDATE, "/missing", b"", 0) for _ in range(1000))
+    for i in range(200):
+        a.apply_batch(10**6 + i, big)
+    assert a.dedupe_results <= S.DEDUPE_RESULTS
+    assert a.dedupe_results == sum(len(r) for r in a.dedupe.values())
 
 
 def test_compaction_keeps_what_is_visible_at_the_compacted_revision():
