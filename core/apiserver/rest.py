@@ -258,7 +258,8 @@ async def watch(ctx: "Context") -> web.StreamResponse:
             if remaining <= 0:
                 break
             try:
-                ev = await asyncio.wait_for(watcher.queue.get(), min(remaining, 1.0))
+                async with asyncio.timeout(min(remaining, 1.0)):  # cancellation-safe on 3.11
+                    ev = await watcher.queue.get()
             except TimeoutError:
                 if bookmarks and cache.revision > last_sent:
                     last_sent = cache.revision

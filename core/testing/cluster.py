@@ -31,7 +31,10 @@ from pilothouse.plugins import load_plugins
 
 __all__ = ["APIServerThread", "kubectl_path"]
 
-DEFAULT_DOC = {"store": {"plugin": "memory"}}
+# an API server alone needs no scheduler or controller plugins: leave those slots empty so the
+# fixture works in environments that install only the core and a store
+DEFAULT_DOC = {"store": {"plugin": "memory"}, "scheduler": {"profiles": []},
+               "controllers": {"enabled": []}}
 
 
 def default_doc(workdir: pathlib.Path) -> dict:
@@ -40,7 +43,7 @@ def default_doc(workdir: pathlib.Path) -> dict:
     environment can run the API server suite on another store."""
     store = os.environ.get("PILOTHOUSE_TEST_STORE", "memory")
     options = {"data_dir": str(workdir / "store")} if store == "raft" else {}
-    return {"store": {"plugin": store, "options": options}}
+    return {**DEFAULT_DOC, "store": {"plugin": store, "options": options}}
 
 
 def kubectl_path() -> str:
@@ -56,8 +59,10 @@ class APIServerThread:
 
     def __init__(self, config_doc: dict | None = None, workdir: str | None = None):
         self.workdir = pathlib.Path(workdir or tempfile.mkdtemp(prefix="pilothouse-api-"))
-        self.config = parse_config(config_doc if config_doc is not None
-                                   else default_doc(self.workdir), "<test apiserver>")
+        doc = default_doc(self.workdir) if config_doc is None else {
+            "scheduler": DEFAULT_DOC["scheduler"], "controllers": DEFAULT_DOC["controllers"],
+            **config_doc}
+        self.config = parse_config(doc, "<test apiserver>")
         self.kubeconfig = self.workdir / "kubeconfig"
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True,

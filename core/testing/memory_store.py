@@ -282,7 +282,10 @@ class MemoryStore(Store):
             remaining = deadline - loop.time()
             if remaining > 0:
                 try:
-                    await asyncio.wait_for(wakeup.wait(), remaining)
+                    # not asyncio.wait_for: on 3.11 it can swallow a cancellation that races
+                    # with the wakeup, leaving the watching task unkillable
+                    async with asyncio.timeout(remaining):
+                        await wakeup.wait()
                 except TimeoutError:
                     pass
                 continue
