@@ -212,7 +212,8 @@ class WatchCache:
         self._seq += 1
         heapq.heappush(self._waiters, (revision, self._seq, fut))
         try:
-            await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):
+                await fut
         except TimeoutError:
             raise errors.Timeout(f"Too large resource version: {revision}, current: "
                                  f"{self.revision}", retry_after_seconds=1) from None
