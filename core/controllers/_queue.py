@@ -117,13 +117,13 @@ class QueueController(Controller):
             if self._running:
                 inf.start()
         if keys is not None:
-            registration = (id(inf), keys)
-            if registration not in self._registered:
-                self._registered.add(registration)
+            if (inf, keys) not in self._key_funcs:
                 self._key_funcs.append((inf, keys))
-                inf.add_handlers(lambda obj: self._queue_keys(keys, obj),
-                                 lambda old, new: self._queue_keys(keys, old, new),
-                                 lambda obj: self._queue_keys(keys, obj))
+            if id(inf) not in self._hooked:  # one set of handlers per informer, for good
+                self._hooked.add(id(inf))
+                inf.add_handlers(lambda obj: self._dispatch(inf, obj),
+                                 lambda old, new: self._dispatch(inf, old, new),
+                                 lambda obj: self._dispatch(inf, obj))
         return inf
 
     def enqueue(self, key: Hashable, after: float = 0.0) -> None:
@@ -178,8 +178,8 @@ class QueueController(Controller):
         return self.__dict__.setdefault("_qc_watched", [])
 
     @property
-    def _registered(self) -> set:
-        return self.__dict__.setdefault("_qc_registered", set())
+    def _hooked(self) -> set:
+        return self.__dict__.setdefault("_qc_hooked", set())
 
     @property
     def _key_funcs(self) -> list[tuple[Informer, KeyFunc]]:
@@ -192,6 +192,13 @@ class QueueController(Controller):
     @property
     def _running(self) -> bool:
         return self.__dict__.get("_qc_running", False)
+
+    def _dispatch(self, inf: Informer, *objs: dict) -> None:
+        """An informer event: queue the keys of every key function the current run
+        declared for that informer."""
+        for watched, keys in list(self._key_funcs):
+            if watched is inf:
+                self._queue_keys(keys, *objs)
 
     def _queue_keys(self, keys: KeyFunc, *objs: dict) -> None:
         if not self._running:
@@ -210,6 +217,7 @@ class QueueController(Controller):
         self.name = context.name
         self.queue = WorkQueue(self.retry_base_delay, self.retry_max_delay)
         self._watched.clear()
+        self._key_funcs.clear()  # this run's setup declares them again
         prepared = self.setup()
         if inspect.isawaitable(prepared):
             await prepared

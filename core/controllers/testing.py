@@ -99,12 +99,27 @@ class ControllerHostThread:
                 finally:
                     await self.client.close()
             try:
-                self.run(down())
+                self.run(down(), timeout=30)
+            except TimeoutError:
+                raise AssertionError("the controller host did not stop; pending tasks:\n"
+                                     + self._pending_tasks()) from None
             finally:
                 self.host = None
         if self._thread.is_alive():
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=10)
+
+    def _pending_tasks(self) -> str:
+        def dump():
+            import io
+            out = io.StringIO()
+            for task in asyncio.all_tasks(self.loop):
+                task.print_stack(limit=8, file=out)
+            return out.getvalue()
+        try:
+            return asyncio.run_coroutine_threadsafe(_call(dump), self.loop).result(5)
+        except Exception as exc:  # the loop itself is stuck
+            return f"(cannot list them: {type(exc).__name__})"
 
     def __enter__(self) -> "ControllerHostThread":
         return self.start()
@@ -128,3 +143,7 @@ class ControllerHostThread:
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout}s waiting for {what}")
             time.sleep(interval)
+
+
+async def _call(fn: Callable[[], Any]) -> Any:
+    return fn()

@@ -247,3 +247,36 @@ def test_conflicts_are_retried(start_apiserver):
         h.wait_for(lambda: ("c", "only", None) in h.call(lambda: list(rec.reconciled)),
                    what="success after conflicts")
     assert [e for _, _, e in rec.reconciled][:3] == ["Conflict", "Conflict", None]
+
+
+def test_a_restarted_queue_controller_does_not_stack_handlers(start_apiserver):
+    from pilothouse.client import object_key
+
+    class Restarting(QueueController):
+        def __init__(self):
+            self.runs, self.seen = 0, []
+
+        def setup(self):
+            self.cms = self.watch("v1", "ConfigMap", namespace="default",
+                                  keys=lambda o: [object_key(o)])  # a new lambda each run
+
+        async def run(self, context):
+            self.runs += 1
+            if self.runs == 1:  # the first run ends early: the host restarts it
+                asyncio.get_running_loop().call_later(0.3, context.stop.set)
+            await super().run(context)
+
+        async def reconcile(self, key):
+            self.seen.append(key)
+
+    api = start_apiserver()
+    ctrl = Restarting()
+    with ControllerHostThread(api.url, controllers={"r": ctrl},
+                              settings={"leaderElect": False}) as h:
+        h.wait_for(lambda: h.state("r").starts == 2 and h.state("r").running,
+                   what="second run")
+        assert h.call(lambda: len(ctrl.cms.handlers)) == 1
+        assert h.call(lambda: len(ctrl._key_funcs)) == 1
+        h.run(h.client.resource("v1", "ConfigMap").create(_cm("after-restart")))
+        h.wait_for(lambda: "default/after-restart" in h.call(lambda: list(ctrl.seen)),
+                   what="reconciled")

@@ -248,7 +248,12 @@ class DeploymentController(QueueController):
                 existing.clear()
                 existing.update(updated)
             await self._set_revision(d, existing)
-            if ro.has_deadline(d) and ro.condition(status, ro.PROGRESSING) is None:
+            cond = ro.condition(status, ro.PROGRESSING)
+            # a timeout names the ReplicaSet it was about: another one gets a new deadline
+            # (even when the write that recorded its creation was lost)
+            stale = cond is not None and cond.get("reason") == ro.TIMED_OUT and \
+                f'"{existing["metadata"]["name"]}"' not in (cond.get("message") or "")
+            if ro.has_deadline(d) and (cond is None or stale):
                 ro.set_condition(status, ro.new_condition(
                     ro.PROGRESSING, "True", ro.FOUND_NEW_RS,
                     f'Found new replica set "{existing["metadata"]["name"]}"'))

@@ -287,7 +287,7 @@ spec:
     metadata: {labels: {app: solo}}
     spec:
       terminationGracePeriodSeconds: 5
-{pod_extra}      containers: [{name: app, image: nginx}]
+      containers: [{name: app, image: nginx}]
 """)
     rs = c.api.get("/apis/apps/v1/namespaces/default/replicasets/solo")
 

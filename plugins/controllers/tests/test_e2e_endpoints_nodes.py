@@ -119,8 +119,11 @@ spec:
   tolerations: [{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute}]
   containers: [{name: a, image: nginx}]
 """)
+    wait_for(lambda: any(x["type"] == "Ready" and x["status"] == "True" for x in (
+        c.api.get("/api/v1/namespaces/default/pods/steadfast").get("status") or {}).get(
+        "conditions") or []), what="steadfast running")
     victims = {p["metadata"]["name"] for p in c.api.pods(selector="app=web", live=True)
-               if p["spec"]["nodeName"] == "node-a"}
+               if p["spec"].get("nodeName") == "node-a"}
     assert victims
     c.kubelet.kill_node("node-a")
 
@@ -145,7 +148,7 @@ spec:
         "metadata": {"deletionTimestamp": "gone"}})["metadata"].get("deletionTimestamp")
         for n in victims), what="pods evicted")
     wait_for(lambda: len([p for p in c.api.pods(selector="app=web", live=True)
-                          if p["spec"]["nodeName"] == "node-b"]) == 4,
+                          if p["spec"].get("nodeName") == "node-b"]) == 4,
              what="replacements on node-b")
     steadfast = c.api.get("/api/v1/namespaces/default/pods/steadfast")
     assert not steadfast["metadata"].get("deletionTimestamp")

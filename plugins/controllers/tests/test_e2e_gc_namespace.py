@@ -28,24 +28,25 @@ def test_background_deletion_removes_replicasets_then_pods(cluster):
 def test_foreground_deletion_removes_dependents_first(cluster):
     c = cluster
     d, rs = _deploy(c)
+    # one pod holds on (a finalizer), so the order can be checked at leisure
+    held = sorted(p["metadata"]["name"] for p in c.api.pods(selector="app=web"))[0]
+    c.api.call("PATCH", f"/api/v1/namespaces/default/pods/{held}",
+               {"metadata": {"finalizers": ["example.com/hold"]}},
+               "application/merge-patch+json")
     c.kubectl("delete", "deployment", "web", "--cascade=foreground", "--wait=false")
-    seen_owner_while_pods = False
-
-    def gone():
-        nonlocal seen_owner_while_pods
-        owner = c.api.deployment("web")
-        pods = c.api.pods(selector="app=web")
-        if owner is not None and pods:
-            seen_owner_while_pods = True
-            assert "foregroundDeletion" in owner["metadata"]["finalizers"]
-            assert owner["metadata"].get("deletionTimestamp")
-        if owner is None:
-            assert not pods, "the owner went before its dependents"
-            assert not c.api.rss(selector="app=web")
-            return True
-        return False
-    wait_for(gone, what="foreground deletion finished")
-    assert seen_owner_while_pods
+    wait_for(lambda: [p["metadata"]["name"] for p in c.api.pods(selector="app=web")] == [held],
+             what="the other pods gone")
+    owner = c.api.deployment("web")
+    assert owner is not None and owner["metadata"].get("deletionTimestamp")
+    assert "foregroundDeletion" in owner["metadata"]["finalizers"]
+    [left] = c.api.rss(selector="app=web")  # the ReplicaSet waits for its pod in turn
+    assert "foregroundDeletion" in left["metadata"]["finalizers"]
+    assert c.api.get(f"/api/v1/namespaces/default/pods/{held}")["metadata"].get(
+        "deletionTimestamp")
+    c.api.call("PATCH", f"/api/v1/namespaces/default/pods/{held}",
+               {"metadata": {"finalizers": None}}, "application/merge-patch+json")
+    wait_for(lambda: c.api.deployment("web") is None, what="owner gone last")
+    assert not c.api.pods(selector="app=web") and not c.api.rss(selector="app=web")
 
 
 def test_orphan_deletion_keeps_dependents_without_the_owner_reference(cluster):
