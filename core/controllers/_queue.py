@@ -9,6 +9,7 @@ import asyncio
 import datetime
 import inspect
 import logging
+import secrets
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
@@ -150,7 +151,7 @@ class QueueController(Controller):
         m = obj.get("metadata") or {}
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         ev = {"apiVersion": "v1", "kind": "Event",
-              "metadata": {"generateName": f"{m.get('name', 'object')}.",
+              "metadata": {"name": f"{m.get('name', 'object')}.{secrets.token_hex(8)}",
                            "namespace": m.get("namespace") or "default"},
               "involvedObject": {"apiVersion": obj.get("apiVersion", ""),
                                  "kind": obj.get("kind", ""), "name": m.get("name", ""),

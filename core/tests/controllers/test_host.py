@@ -280,3 +280,28 @@ def test_a_restarted_queue_controller_does_not_stack_handlers(start_apiserver):
         h.run(h.client.resource("v1", "ConfigMap").create(_cm("after-restart")))
         h.wait_for(lambda: "default/after-restart" in h.call(lambda: list(ctrl.seen)),
                    what="reconciled")
+
+
+def test_event_helper_records_a_core_v1_event(start_apiserver):
+    class Announcer(QueueController):
+        def setup(self):
+            self.cms = self.watch("v1", "ConfigMap", namespace="default")
+
+        async def reconcile(self, key):
+            cm = self.cms.get(key)
+            if cm is not None:
+                self.event({**cm, "apiVersion": "v1", "kind": "ConfigMap"}, "Normal", "Seen",
+                           f"saw {key}")
+
+    api = start_apiserver()
+    with ControllerHostThread(api.url, controllers={"announcer": Announcer()},
+                              settings={"leaderElect": False}) as h:
+        h.run(h.client.resource("v1", "ConfigMap").create(_cm("hello")))
+
+        def recorded():
+            events = h.run(h.client.resource("v1", "Event").list("default"))["items"]
+            return [e for e in events if e["reason"] == "Seen"]
+        [ev] = h.wait_for(recorded, what="event")
+    assert ev["message"] == "saw default/hello" and ev["type"] == "Normal"
+    assert ev["involvedObject"]["kind"] == "ConfigMap" and ev["involvedObject"]["name"] == "hello"
+    assert ev["source"]["component"] == "announcer-controller"

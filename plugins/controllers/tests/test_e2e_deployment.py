@@ -83,6 +83,12 @@ def test_apply_creates_replicaset_and_pods_and_rollout_status_succeeds(cluster):
             rs["status"]["observedGeneration"]) == (3, 3, 3, 3, rs["metadata"]["generation"])
     out = c.kubectl("get", "deployment", "web")
     assert "3/3" in out.stdout
+    wait_for(lambda: any(e["reason"] == "ScalingReplicaSet" and e["message"] ==
+                         f"Scaled up replica set {rs['metadata']['name']} from 0 to 3"
+                         for e in c.api.items("/api/v1/namespaces/default/events")),
+             what="ScalingReplicaSet event")
+    out = c.kubectl("describe", "deployment", "web")
+    assert "ScalingReplicaSet" in out.stdout
 
 
 def test_scale_up_and_down(cluster):
