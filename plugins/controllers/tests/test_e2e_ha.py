@@ -1,6 +1,7 @@
 """Controller hosts and leader election with the real controllers: a host killed (SIGKILL)
 in the middle of a rollout is replaced by another that finishes it from the API alone, and a
-second host does nothing while the first holds the Leases."""
+second host does nothing while the first holds the Leases; the command stops promptly on
+SIGTERM and gives its Leases up."""
 
 from __future__ import annotations
 
@@ -34,10 +35,11 @@ def test_a_killed_host_mid_rollout_is_replaced_and_the_rollout_finishes(start_ap
     kubelet = KubeletSim(api.url).start()
     cfg = tmp_path / "controllers.yaml"
     cfg.write_text(yaml.safe_dump(config_doc(settings=LEASES)))
-    proc = subprocess.Popen([sys.executable, "-m", "pilothouse.controllers", "--server",
-                             api.url, "--config", str(cfg), "--identity", "proc-1",
-                             "--log-level", "WARNING"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # the real command, as a process: `pilothouse controller-manager`
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from pilothouse.cli import "
+                             "main; sys.exit(main())", "controller-manager", "--server",
+                             api.url, "--config", str(cfg), "--identity", "proc-1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     second = None
     try:
         c = Cluster(api, None, kubelet)
@@ -111,3 +113,24 @@ def test_a_second_host_does_nothing_while_the_first_holds_the_leases(start_apise
             second.stop()
         first.stop()
         kubelet.stop()
+
+
+def test_the_command_stops_on_sigterm_and_releases_its_leases(start_apiserver, tmp_path):
+    api = start_apiserver({"store": {"plugin": "memory"}})
+    cfg = tmp_path / "controllers.yaml"
+    cfg.write_text(yaml.safe_dump(config_doc(enabled=["replicaset", "serviceaccount"],
+                                             settings=LEASES)))
+    proc = subprocess.Popen([sys.executable, "-m", "pilothouse.controllers", "--server",
+                             api.url, "--config", str(cfg), "--identity", "proc-2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        c = Cluster(api, None, None)
+        wait_for(lambda: holders(c) == {"replicaset": "proc-2", "serviceaccount": "proc-2"},
+                 what="leading")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0  # a bound, not a measurement
+        assert set(holders(c).values()) == {None}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
