@@ -257,3 +257,12 @@ def test_terminated_pods_beyond_threshold():
     assert [x["metadata"]["name"] for x in podgc.terminated_to_delete(pods, 1)] == ["b", "d"]
     assert podgc.terminated_to_delete(pods, 0) == []
     assert podgc.terminated_to_delete(pods, 5) == []
+
+
+def test_available_after_min_ready_seconds():
+    from pilothouse_controllers.common import available_in
+    p = pod("p", since="2024-01-01T00:00:00Z")
+    assert available_in(p, 0, T0) == 0
+    assert available_in(p, 10, T0 + datetime.timedelta(seconds=4)) == 6
+    assert available_in(p, 10, T0 + datetime.timedelta(seconds=11)) == 0
+    assert available_in(pod("q", ready=False), 0, T0) is None
