@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import pathlib
@@ -82,6 +83,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="print a summary to stderr every this many seconds (default never)")
     out.add_argument("--delete-on-exit", action="store_true",
                      help="delete the Nodes and Leases when stopped")
+    out.add_argument("--no-gc-tuning", action="store_true",
+                     help="keep Python's default garbage-collector settings (by default the "
+                     "process raises the thresholds and freezes its start-up objects)")
     out.add_argument("--verbose", "-v", action="store_true", help="debug logging")
 
 
@@ -153,6 +157,11 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event | None = None) -> 
                   file=sys.stderr)
             await nodes.stop()
             return 1
+        if not args.no_gc_tuning:
+            # everything registered so far lives as long as the process: keep the collector
+            # from traversing it again and again
+            gc.collect()
+            gc.freeze()
         last = opts.start_index + opts.count - 1
         print(f"hollow-nodes: ready: {opts.count} nodes {opts.prefix}-{opts.start_index}.."
               f"{opts.prefix}-{last} on {conn['url']} (registered in "
@@ -174,6 +183,12 @@ def run(args: argparse.Namespace) -> int:
     """The command handler: run :func:`serve` on uvloop when it is installed."""
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not args.no_gc_tuning:
+        # The informer cache (every bound pod) and the watch decoding keep many containers
+        # alive; with the default thresholds full collections of that heap ran every few
+        # seconds and took up to a second each (measured with 5,000 nodes, 10,000 pods).
+        # The process creates no reference cycles of its own, so collect rarely.
+        gc.set_threshold(50_000, 20, 100)
     try:
         import uvloop
     except ImportError:
