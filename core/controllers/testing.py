@@ -18,11 +18,11 @@ Since 0.1.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
+from pilothouse.testing.cluster import LoopThread
 from pilothouse.client import Client
 from pilothouse.config import parse_config
 
@@ -37,31 +37,20 @@ TEST_SETTINGS = dict(leaseDuration=3.0, renewDeadline=2.0, retryPeriod=0.2,
                      resyncSeconds=30.0)
 
 
-class ControllerHostThread:
+class ControllerHostThread(LoopThread):
     """A :class:`~pilothouse.controllers.ControllerHost` on its own event loop in a daemon
     thread. ``client`` is the host's API client; :meth:`run` runs a coroutine on its loop."""
 
     def __init__(self, url: str, *, config_doc: dict | None = None,
                  controllers: dict | None = None, settings: dict | None = None,
                  identity: str | None = None, pm: Any = None):
+        super().__init__("pilothouse-controllers")
         self.url = url
         self._doc, self._controllers, self._pm = config_doc, controllers, pm
         self._settings = {**TEST_SETTINGS, **(settings or {})}
         self.identity = identity
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True,
-                                        name="pilothouse-controllers")
         self.client: Client | None = None
         self.host: ControllerHost | None = None
-
-    def run(self, coro: Coroutine, timeout: float = 60) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=timeout)
-
-    def call(self, fn: Callable[[], Any]) -> Any:
-        """Run a plain function on the host's loop (to read its state safely)."""
-        async def wrapper():
-            return fn()
-        return self.run(wrapper())
 
     def start(self) -> "ControllerHostThread":
         self._thread.start()

@@ -18,11 +18,11 @@ Since 0.1.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
+from pilothouse.testing.cluster import LoopThread
 from pilothouse.client import Client
 from pilothouse.config import parse_config
 from pilothouse.model import errors
@@ -103,7 +103,7 @@ def priority_class(name: str, value: int, *, preemption_policy: str | None = Non
     return obj
 
 
-class SchedulerThread:
+class SchedulerThread(LoopThread):
     """A :class:`~pilothouse.scheduler.Scheduler` on its own event loop in a daemon thread.
 
     Give either ``profiles`` (schedulerName → constructed :class:`ProfilePlugin` list) or
@@ -115,25 +115,13 @@ class SchedulerThread:
     def __init__(self, url: str, profiles: dict[str, list[ProfilePlugin]] | None = None, *,
                  config_doc: dict | None = None, settings: dict | None = None,
                  identity: str | None = None):
+        super().__init__("pilothouse-scheduler")
         self.url = url
         self._profiles, self._doc = profiles, config_doc
         self._settings = {**TEST_SETTINGS, **(settings or {})}
         self.identity = identity
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True,
-                                        name="pilothouse-scheduler")
         self.client: Client | None = None
         self.scheduler: Scheduler | None = None
-
-    def run(self, coro: Coroutine, timeout: float = 60) -> Any:
-        """Run a coroutine on the scheduler's loop; return its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=timeout)
-
-    def call(self, fn: Callable[[], Any]) -> Any:
-        """Run a plain function on the scheduler's loop (to read its state safely)."""
-        async def wrapper():
-            return fn()
-        return self.run(wrapper())
 
     def start(self) -> "SchedulerThread":
         self._thread.start()

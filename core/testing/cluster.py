@@ -23,13 +23,13 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from pilothouse.config import parse_config
 from pilothouse.plugins import load_plugins
 
-__all__ = ["APIServerThread", "kubectl_path"]
+__all__ = ["APIServerThread", "LoopThread", "kubectl_path"]
 
 # an API server alone needs no scheduler or controller plugins: leave those slots empty so the
 # fixture works in environments that install only the core and a store
@@ -54,24 +54,45 @@ def kubectl_path() -> str:
     return found
 
 
-class APIServerThread:
+class LoopThread:
+    """An event loop in a daemon thread, so a component (API server, scheduler, controller
+    host) runs beside synchronous test code. Subclasses start the component on it."""
+
+    def __init__(self, name: str):
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True, name=name)
+
+    def run(self, coro: Coroutine, timeout: float = 120) -> Any:
+        """Run a coroutine on the thread's loop and return its result (from any thread)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=timeout)
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run a plain function on the loop (to read the component's state safely)."""
+        async def wrapper():
+            return fn()
+        return self.run(wrapper())
+
+    def stop_loop(self) -> None:
+        """Stop the loop and join the thread (the component must be stopped first)."""
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
+            if not self._thread.is_alive():
+                self.loop.close()
+
+
+class APIServerThread(LoopThread):
     """An API server running on its own event loop in a daemon thread."""
 
     def __init__(self, config_doc: dict | None = None, workdir: str | None = None):
+        super().__init__("pilothouse-apiserver")
         self.workdir = pathlib.Path(workdir or tempfile.mkdtemp(prefix="pilothouse-api-"))
         doc = default_doc(self.workdir) if config_doc is None else {
             "scheduler": DEFAULT_DOC["scheduler"], "controllers": DEFAULT_DOC["controllers"],
             **config_doc}
         self.config = parse_config(doc, "<test apiserver>")
         self.kubeconfig = self.workdir / "kubeconfig"
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True,
-                                        name="pilothouse-apiserver")
         self.running = None
-
-    def run(self, coro: Coroutine) -> Any:
-        """Run a coroutine on the server's loop and return its result (from any thread)."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=120)
 
     def start(self) -> "APIServerThread":
         from pilothouse.apiserver.run import RunningAPIServer, settings, write_kubeconfig
@@ -98,8 +119,7 @@ class APIServerThread:
             try:
                 self.run(self.running.stop())
             finally:
-                self.loop.call_soon_threadsafe(self.loop.stop)
-                self._thread.join(timeout=10)
+                self.stop_loop()
                 self.running = None
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = False,
