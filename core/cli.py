@@ -15,8 +15,9 @@ import sys
 import yaml
 
 from pilothouse import __version__
+from pilothouse._aio import run_async
 from pilothouse.config import ConfigError, load_config
-from pilothouse.plugins import GROUPS, discover, implemented, load_plugins, make_plugin_manager
+from pilothouse.plugins import discover, implemented, load_plugins, make_plugin_manager
 
 __all__ = ["build_parser", "main"]
 
@@ -89,17 +90,6 @@ def cmd_config_show(args) -> int:
     print(f"# effective config from {config.source}")
     print(yaml.safe_dump(config.raw, sort_keys=False), end="")
     return 0
-
-
-def run_async(coro):
-    """Run a component's main coroutine, on uvloop when it is installed (much faster I/O)."""
-    import asyncio
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)
 
 
 def cmd_apiserver(args) -> int:

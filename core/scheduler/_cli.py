@@ -108,7 +108,8 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
                 return 1
             await sched.run(stop)
         return 0
-    return asyncio.run(main())
+    from pilothouse._aio import run_async
+    return run_async(main())
 
 
 def add_scheduler_command(subparsers, common: argparse.ArgumentParser) -> None:
