@@ -204,15 +204,7 @@ class FieldSet:
                 node = node.setdefault(element, {})
             members.add(path)
 
-        def emit(node: dict, path: Path) -> dict:
-            out: dict = {}
-            if node and path in members and path:
-                out["."] = {}
-            for element in sorted(node, key=_element_rank):
-                out[element] = emit(node[element], path + (element,))
-            return out
-
-        return emit(root, ())
+        return _emit_fields_v1(root, (), members)
 
     @classmethod
     def from_fields_v1(cls, tree: Any) -> "FieldSet":
@@ -220,24 +212,36 @@ class FieldSet:
         if not isinstance(tree, dict):
             raise ValueError("fieldsV1 must be an object")
         paths: set[Path] = set()
-
-        def walk(node: dict, path: Path) -> None:
-            for key, sub in node.items():
-                if key == ".":
-                    if not path:
-                        raise ValueError("'.' at the root of fieldsV1")
-                    paths.add(path)
-                    continue
-                if not isinstance(sub, dict):
-                    raise ValueError(f"fieldsV1 value under {key!r} must be an object")
-                element = _normalize_element(key)
-                if not sub:
-                    paths.add(path + (element,))
-                else:
-                    walk(sub, path + (element,))
-
-        walk(tree, ())
+        _walk_fields_v1(tree, (), paths)
         return cls(paths)
+
+
+
+# Module-level recursion (not nested closures): a recursive closure is a reference cycle, and
+# one per write made the API server's garbage collections long (measured in bench/scheduler.py).
+def _emit_fields_v1(node: dict, path: Path, members: set) -> dict:
+    out: dict = {}
+    if node and path in members and path:
+        out["."] = {}
+    for element in sorted(node, key=_element_rank):
+        out[element] = _emit_fields_v1(node[element], path + (element,), members)
+    return out
+
+
+def _walk_fields_v1(node: dict, path: Path, paths: set) -> None:
+    for key, sub in node.items():
+        if key == ".":
+            if not path:
+                raise ValueError("'.' at the root of fieldsV1")
+            paths.add(path)
+            continue
+        if not isinstance(sub, dict):
+            raise ValueError(f"fieldsV1 value under {key!r} must be an object")
+        element = _normalize_element(key)
+        if not sub:
+            paths.add(path + (element,))
+        else:
+            _walk_fields_v1(sub, path + (element,), paths)
 
 
 def _normalize_element(key: str) -> str:

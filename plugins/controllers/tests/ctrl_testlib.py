@@ -364,3 +364,19 @@ class PodWatch:
         asyncio.run_coroutine_threadsafe(cancel(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
+
+
+class Cluster:
+    """An API server, the controller host (all controllers of this distribution) and the
+    kubelet simulator with two nodes."""
+
+    def __init__(self, api_server, host, kubelet):
+        self.server, self.host, self.kubelet = api_server, host, kubelet
+        self.api = API(api_server.url)
+        self.url = api_server.url
+
+    def kubectl(self, *args, input=None, check=True, timeout=120):
+        out = self.server.kubectl(*args, input=input, timeout=timeout)
+        if check and out.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {out.stderr}")
+        return out

@@ -163,8 +163,7 @@ spec:
 
 
 def test_pods_without_toleration_get_the_default_toleration_seconds(start_apiserver):
-    from ctrl_testlib import KubeletSim, config_doc
-    from conftest import Cluster
+    from ctrl_testlib import Cluster, KubeletSim, config_doc
     from pilothouse.controllers.testing import ControllerHostThread
     api = start_apiserver({"store": {"plugin": "memory"}})
     kubelet = KubeletSim(api.url).start()
