@@ -171,115 +171,62 @@ class RemoteStore(Store):
 
     # -- reads and writes ----------------------------------------------------------------
 
-    async def current_revision(self) -> int:
-        """See :meth:`Store.current_revision`; one ``CurrentRevision`` rpc."""
-        try:
-            resp = await self._live_stub().CurrentRevision(pb.CurrentRevisionRequest(),
-                                                           timeout=self._timeout)
-        except grpc.aio.AioRpcError as err:
-            raise _store_error(err, self.options.address) from None
-        return resp.revision
-
-    async def get(self, key: str, *, revision: int = 0) -> KeyValue | None:
-        """See :meth:`Store.get`; one ``Get`` rpc."""
+    async def _unary(self, rpc: str, request_type, **fields):
+        """Build ``request_type(**fields)`` and send it as the unary ``rpc``; bad arguments
+        and transport or store failures become the Store interface's exceptions."""
         stub = self._live_stub()
         try:
-            request = pb.GetRequest(key=key, revision=revision)
+            request = request_type(**fields)
         except (TypeError, ValueError) as exc:
             raise StoreError(f"bad argument: {exc}") from None
         try:
-            resp = await stub.Get(request, timeout=self._timeout)
+            return await getattr(stub, rpc)(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as err:
             raise _store_error(err, self.options.address) from None
         except ValueError as exc:  # serialization (e.g. a key that is not valid UTF-8)
             raise StoreError(f"bad argument: {exc}") from None
+
+    async def current_revision(self) -> int:
+        """See :meth:`Store.current_revision`; one ``CurrentRevision`` rpc."""
+        return (await self._unary("CurrentRevision", pb.CurrentRevisionRequest)).revision
+
+    async def get(self, key: str, *, revision: int = 0) -> KeyValue | None:
+        """See :meth:`Store.get`; one ``Get`` rpc."""
+        resp = await self._unary("Get", pb.GetRequest, key=key, revision=revision)
         return _kv(resp.kv) if resp.HasField("kv") else None
 
     async def list(self, prefix: str, *, revision: int = 0, limit: int = 0,
                    start_after: str | None = None) -> ListResult:
         """See :meth:`Store.list`; one ``List`` rpc per call (one page)."""
-        stub = self._live_stub()
-        try:
-            request = pb.ListRequest(prefix=prefix, revision=revision, limit=limit,
-                                     start_after=start_after)
-        except (TypeError, ValueError) as exc:
-            raise StoreError(f"bad argument: {exc}") from None
-        try:
-            resp = await stub.List(request, timeout=self._timeout)
-        except grpc.aio.AioRpcError as err:
-            raise _store_error(err, self.options.address) from None
-        except ValueError as exc:
-            raise StoreError(f"bad argument: {exc}") from None
+        resp = await self._unary("List", pb.ListRequest, prefix=prefix, revision=revision,
+                                 limit=limit, start_after=start_after)
         return ListResult([KeyValue(m.key, m.value, m.create_revision, m.mod_revision)
                            for m in resp.items], resp.revision, resp.more,
                           resp.count if resp.HasField("count") else None)
 
     async def create(self, key: str, value: bytes) -> KeyValue:
         """See :meth:`Store.create`; one ``Create`` rpc."""
-        stub = self._live_stub()
-        try:
-            request = pb.CreateRequest(key=key, value=value)
-        except (TypeError, ValueError) as exc:
-            raise StoreError(f"bad argument: {exc}") from None
-        try:
-            resp = await stub.Create(request, timeout=self._timeout)
-        except grpc.aio.AioRpcError as err:
-            raise _store_error(err, self.options.address) from None
-        except ValueError as exc:
-            raise StoreError(f"bad argument: {exc}") from None
-        return _kv(resp.kv)
+        return _kv((await self._unary("Create", pb.CreateRequest, key=key, value=value)).kv)
 
     async def update(self, key: str, value: bytes, *, expected_revision: int) -> KeyValue:
         """See :meth:`Store.update`; one ``Update`` rpc."""
-        stub = self._live_stub()
-        try:
-            request = pb.UpdateRequest(key=key, value=value,
-                                       expected_revision=expected_revision)
-        except (TypeError, ValueError) as exc:
-            raise StoreError(f"bad argument: {exc}") from None
-        try:
-            resp = await stub.Update(request, timeout=self._timeout)
-        except grpc.aio.AioRpcError as err:
-            raise _store_error(err, self.options.address) from None
-        except ValueError as exc:
-            raise StoreError(f"bad argument: {exc}") from None
+        resp = await self._unary("Update", pb.UpdateRequest, key=key, value=value,
+                                 expected_revision=expected_revision)
         return _kv(resp.kv)
 
     async def delete(self, key: str, *, expected_revision: int = 0) -> KeyValue:
         """See :meth:`Store.delete`; one ``Delete`` rpc."""
-        stub = self._live_stub()
-        try:
-            request = pb.DeleteRequest(key=key, expected_revision=expected_revision)
-        except (TypeError, ValueError) as exc:
-            raise StoreError(f"bad argument: {exc}") from None
-        try:
-            resp = await stub.Delete(request, timeout=self._timeout)
-        except grpc.aio.AioRpcError as err:
-            raise _store_error(err, self.options.address) from None
-        except ValueError as exc:
-            raise StoreError(f"bad argument: {exc}") from None
+        resp = await self._unary("Delete", pb.DeleteRequest, key=key,
+                                 expected_revision=expected_revision)
         return _kv(resp.kv)
 
     async def compact(self, revision: int) -> None:
         """See :meth:`Store.compact`; one ``Compact`` rpc."""
-        stub = self._live_stub()
-        try:
-            request = pb.CompactRequest(revision=revision)
-        except (TypeError, ValueError) as exc:
-            raise StoreError(f"bad argument: {exc}") from None
-        try:
-            await stub.Compact(request, timeout=self._timeout)
-        except grpc.aio.AioRpcError as err:
-            raise _store_error(err, self.options.address) from None
+        await self._unary("Compact", pb.CompactRequest, revision=revision)
 
     async def compacted_revision(self) -> int:
         """See :meth:`Store.compacted_revision`; one ``CompactedRevision`` rpc."""
-        try:
-            resp = await self._live_stub().CompactedRevision(pb.CompactedRevisionRequest(),
-                                                             timeout=self._timeout)
-        except grpc.aio.AioRpcError as err:
-            raise _store_error(err, self.options.address) from None
-        return resp.revision
+        return (await self._unary("CompactedRevision", pb.CompactedRevisionRequest)).revision
 
     # -- watch ---------------------------------------------------------------------------
 
