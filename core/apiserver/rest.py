@@ -22,6 +22,7 @@ from pilothouse.apiserver import _json
 from pilothouse.apiserver import patch as patching
 from pilothouse.apiserver import request as rq
 from pilothouse.apiserver import tables
+from pilothouse.apiserver.storage import decode
 from pilothouse.apiserver.watchcache import Event
 from pilothouse.model import errors
 from pilothouse.model.kinds import Kind
@@ -166,7 +167,6 @@ def _rv(rv: str) -> int:
 async def _store_page(ctx, namespace, match, limit, revision, start):
     """One page from the store at one revision, filled up to ``limit`` despite filtering."""
     items: list[dict] = []
-    from pilothouse.apiserver.storage import decode
     while True:
         want = 0 if limit == 0 else max(limit - len(items), 1) * (1 if match is None else 2)
         result = await ctx.storage.list(namespace, revision=revision, limit=want,
@@ -315,20 +315,9 @@ async def update(ctx: "Context") -> web.Response:
     object_name(ctx, obj)
     warnings = ctx.server.check_fields(kind, obj, field_validation(ctx))
     precondition = obj["metadata"].get("resourceVersion")
-    dry = dry_run(ctx)
-    for _ in range(CAS_RETRIES):
-        current = await ctx.storage.get(info.namespace, info.name)
-        if precondition and precondition != current["metadata"]["resourceVersion"]:
-            raise errors.Conflict(kind.plural, info.name, group=kind.group)
-        new = copy.deepcopy(obj)
-        try:
-            stored = await ctx.server.update_object(ctx, kind, new, current, dry_run=dry,
-                                                    subresource=info.subresource)
-            return ctx.respond_object(stored, warnings=warnings)
-        except errors.Conflict:
-            if precondition:
-                raise
-    raise errors.Conflict(kind.plural, info.name, group=kind.group)
+    stored = await _guaranteed_update(ctx, lambda current: (copy.deepcopy(obj), precondition),
+                                      info.subresource)
+    return ctx.respond_object(stored, warnings=warnings)
 
 
 async def patch(ctx: "Context") -> web.Response:
@@ -343,19 +332,33 @@ async def patch(ctx: "Context") -> web.Response:
         return await ctx.server.apply(ctx, kind, body, fv, dry)
     if info.subresource == "scale":
         return await update_scale(ctx, lambda scale: _apply_patch(ctx, content_type, scale, body))
+    precondition = _patch_precondition(content_type, body)
+    warnings: list[str] = []
+
+    def build(current: dict) -> tuple[dict, str | None]:
+        patched = check_type(ctx, kind, _apply_patch(ctx, content_type, copy.deepcopy(current),
+                                                     body))
+        object_name(ctx, patched)
+        warnings[:] = ctx.server.check_fields(kind, patched, fv)
+        return patched, precondition
+    stored = await _guaranteed_update(ctx, build, info.subresource)
+    return ctx.respond_object(stored, warnings=warnings)
+
+
+async def _guaranteed_update(ctx: "Context", build, subresource: str) -> dict:
+    """Read the object, ``build(current) -> (new, precondition)``, and write ``new`` with
+    compare-and-swap on the revision read. A lost race is retried from a fresh read, unless
+    the request named a resourceVersion (``precondition``): then it is the client's 409."""
+    kind, info = ctx.kind, ctx.info
+    dry = dry_run(ctx)
     for _ in range(CAS_RETRIES):
         current = await ctx.storage.get(info.namespace, info.name)
-        patched = _apply_patch(ctx, content_type, copy.deepcopy(current), body)
-        patched = check_type(ctx, kind, patched)
-        object_name(ctx, patched)
-        precondition = _patch_precondition(content_type, body)
+        new, precondition = build(current)
         if precondition and precondition != current["metadata"]["resourceVersion"]:
             raise errors.Conflict(kind.plural, info.name, group=kind.group)
-        warnings = ctx.server.check_fields(kind, patched, fv)
         try:
-            stored = await ctx.server.update_object(ctx, kind, patched, current, dry_run=dry,
-                                                    subresource=info.subresource)
-            return ctx.respond_object(stored, warnings=warnings)
+            return await ctx.server.update_object(ctx, kind, new, current, dry_run=dry,
+                                                  subresource=subresource)
         except errors.Conflict:
             if precondition:
                 raise
@@ -400,11 +403,9 @@ async def update_scale(ctx: "Context", change) -> web.Response:
     kind, info = ctx.kind, ctx.info
     if kind.subresource("scale") is None:
         raise errors.NotFound(f"{kind.plural}/scale", info.name, group=kind.group)
-    dry = dry_run(ctx)
-    for _ in range(CAS_RETRIES):
-        current = await ctx.storage.get(info.namespace, info.name)
-        scale = ctx.server.scale_of(kind, current)
-        new_scale = change(copy.deepcopy(scale))
+
+    def build(current: dict) -> tuple[dict, str | None]:
+        new_scale = change(copy.deepcopy(ctx.server.scale_of(kind, current)))
         if not isinstance(new_scale, dict):
             raise errors.BadRequest("the body must be a Scale object")
         replicas = (new_scale.get("spec") or {}).get("replicas")
@@ -412,19 +413,11 @@ async def update_scale(ctx: "Context", change) -> web.Response:
             raise errors.Invalid("Scale", info.name, [errors.FieldError.invalid(
                 "spec.replicas", replicas, "must be greater than or equal to 0")],
                 group="autoscaling")
-        precondition = (new_scale.get("metadata") or {}).get("resourceVersion")
-        if precondition and precondition != current["metadata"]["resourceVersion"]:
-            raise errors.Conflict(kind.plural, info.name, group=kind.group)
         new = copy.deepcopy(current)
         new.setdefault("spec", {})["replicas"] = replicas
-        try:
-            stored = await ctx.server.update_object(ctx, kind, new, current, dry_run=dry,
-                                                    subresource="scale")
-            return json_response(ctx.server.scale_of(kind, stored))
-        except errors.Conflict:
-            if precondition:
-                raise
-    raise errors.Conflict(kind.plural, info.name, group=kind.group)
+        return new, (new_scale.get("metadata") or {}).get("resourceVersion")
+    stored = await _guaranteed_update(ctx, build, "scale")
+    return json_response(ctx.server.scale_of(kind, stored))
 
 
 async def bind(ctx: "Context", body) -> web.Response:

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from pilothouse.interfaces import admission as adm
 from pilothouse.interfaces import auth
-from pilothouse.interfaces.store import Store
+from pilothouse.interfaces.store import KeyExists, KeyNotFound, Store
 from pilothouse.model import defaults, errors, meta, selectors, validation
 from pilothouse.model.kinds import Kind, KindRegistry, builtin_registry
 
@@ -599,7 +599,6 @@ class APIServer:
 
     # -- services: cluster IPs and node ports ---------------------------------------------------
     async def _reserve(self, key: str, owner: str) -> bool:
-        from pilothouse.interfaces.store import KeyExists
         try:
             await self.store.create(key, owner.encode())
             return True
@@ -658,7 +657,6 @@ class APIServer:
         keys = [f"/ranges/serviceips/{ip}" for ip in spec.get("clusterIPs") or [] if ip != "None"]
         keys += [f"/ranges/servicenodeports/{p['nodePort']}" for p in spec.get("ports") or []
                  if p.get("nodePort")]
-        from pilothouse.interfaces.store import KeyNotFound
         for key in keys:
             try:
                 await self.store.delete(key)
