@@ -3,8 +3,9 @@ affinity terms and the small normalizers kube-scheduler uses."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 
 from pilothouse.interfaces.scheduler import MAX_NODE_SCORE, NodeInfo
 from pilothouse.model.selectors import LabelSelector, Requirement, SelectorError
@@ -191,6 +192,16 @@ class AffinityTerm:
                     return False
         return self.selector.matches(pod["metadata"].get("labels"))
 
+    @property
+    def indexable(self) -> bool:
+        """Whether which pods match depends on the pods alone (not on namespace labels)."""
+        return self.namespace_selector is None or self.namespace_selector.empty()
+
+    @property
+    def match_key(self) -> tuple:
+        """Equal for terms that select the same pods over the same topology (any weight)."""
+        return (self.topology_key, self.selector, self.namespaces, self.namespace_selector)
+
 
 @dataclasses.dataclass(frozen=True)
 class PodAffinityInfo:
@@ -216,6 +227,11 @@ class PodAffinityInfo:
                          for w in section.get("preferredDuringSchedulingIgnoredDuringExecution")
                          or ())
         return cls(req(pa), req(paa), pref(pa), pref(paa))
+
+    @property
+    def any(self) -> bool:
+        return bool(self.required_affinity or self.required_anti or self.preferred_affinity
+                     or self.preferred_anti)
 
 
 _EMPTY_INFO = PodAffinityInfo()
@@ -246,6 +262,124 @@ def matches_all(terms: Iterable[AffinityTerm], pod: dict,
                 ns_labels: Callable[[str], dict] | None = None) -> bool:
     terms = list(terms)
     return bool(terms) and all(t.matches(pod, ns_labels) for t in terms)
+
+
+# ------------------------------------------------------------------ incremental counts
+
+class NodeView:
+    """A plugin's memory of the snapshot across cycles, so per-topology counts are kept up to
+    date node by node instead of recomputed over every node each cycle.
+
+    The framework never changes a NodeInfo it handed out: a changed node is a new object
+    (with a new ``generation``) in the snapshot's list, so comparing the list with the last
+    one seen, object by object, finds what changed. :meth:`sync` does that and logs the
+    changed node names under a new ``version``; each :class:`TopologyCounts` catches up from
+    the log when it is used (or rebuilds when its version fell out of the log)."""
+
+    LOG = 64
+
+    def __init__(self) -> None:
+        self.nodes: list[NodeInfo] = []
+        self.by_name: dict[str, NodeInfo] = {}
+        self.version = 0
+        self._log: collections.deque[frozenset[str]] = collections.deque(maxlen=self.LOG)
+
+    def sync(self, nodes: list[NodeInfo]) -> None:
+        """Make the view reflect ``nodes``."""
+        old, by_name = self.nodes, self.by_name
+        if len(nodes) == len(old):
+            fresh = [n for n, o in zip(nodes, old) if n is not o]
+            if not fresh:
+                return
+            changed = set()
+            for n in fresh:
+                name = n.name
+                if by_name.get(name) is not n:
+                    by_name[name] = n
+                    changed.add(name)
+            if len(by_name) != len(nodes):  # a name went away: diff by name
+                changed |= by_name.keys() - {n.name for n in nodes}
+                self.by_name = {n.name: n for n in nodes}
+        else:
+            new = {n.name: n for n in nodes}
+            changed = {name for name, n in new.items() if by_name.get(name) is not n}
+            changed |= by_name.keys() - new.keys()
+            self.by_name = new
+        self.nodes = list(nodes)
+        if changed:
+            self.version += 1
+            self._log.append(frozenset(changed))
+
+    def changed_since(self, version: int) -> set[str] | frozenset[str] | None:
+        """Names of the nodes changed after ``version``; None when the log does not reach
+        back that far."""
+        behind = self.version - version
+        if behind <= 0:
+            return frozenset()
+        if version < 0 or behind > len(self._log):
+            return None
+        if behind == 1:
+            return self._log[-1]
+        out: set[str] = set()
+        for i in range(len(self._log) - behind, len(self._log)):
+            out |= self._log[i]
+        return out
+
+
+#: What one node contributes: (group, (topology key, value), count) triples.
+Contribution = list[tuple[Hashable, tuple[str, str], int]]
+
+
+class TopologyCounts:
+    """Counts per group and topology pair, summed over the nodes of a :class:`NodeView`
+    from ``count(node)``, and refreshed only for the nodes that changed.
+
+    ``totals`` maps group -> {(key, value): count > 0}. Refreshing changes those dicts in
+    place (a rebuild makes new ones); a reader that keeps one past the next refresh and
+    changes it must copy it first."""
+
+    __slots__ = ("count", "version", "nodes", "totals")
+
+    def __init__(self, count: Callable[[NodeInfo], Contribution]):
+        self.count = count
+        self.version = -1
+        self.nodes: dict[str, Contribution] = {}
+        self.totals: dict[Hashable, dict[tuple[str, str], int]] = {}
+
+    def refresh(self, view: NodeView) -> "TopologyCounts":
+        if self.version == view.version:
+            return self
+        names = view.changed_since(self.version)
+        if names is None:
+            self.nodes, self.totals = {}, {}
+            names = view.by_name.keys()
+        nodes, by_name, count = self.nodes, view.by_name, self.count
+        for name in names:
+            old = nodes.pop(name, None)
+            if old:
+                self._add(old, -1)
+            node = by_name.get(name)
+            if node is not None:
+                contribution = count(node)
+                if contribution:
+                    nodes[name] = contribution
+                    self._add(contribution, 1)
+        self.version = view.version
+        return self
+
+    def _add(self, contribution: Contribution, sign: int) -> None:
+        totals = self.totals
+        for group, pair, n in contribution:
+            pairs = totals.get(group)
+            if pairs is None:
+                pairs = totals[group] = {}
+            v = pairs.get(pair, 0) + sign * n
+            if v:
+                pairs[pair] = v
+            else:
+                del pairs[pair]
+                if not pairs:
+                    del totals[group]
 
 
 # ------------------------------------------------------------------ normalizers

@@ -7,17 +7,27 @@ pod's required terms and the existing pods whose required anti-affinity matches 
 pod; Filter then only looks up the node's labels. Scoring sums, per topology pair, the weights
 of the preferred terms (both directions) and of existing pods' required affinity
 (``hardPodAffinityWeight``), and min-max normalizes.
+
+Those counts are kept across cycles (:class:`NodeView`, :class:`TopologyCounts`): existing
+pods' terms grouped by identical term, so each distinct term is matched against the incoming
+pod once a cycle, and the pods matching each recently seen term of incoming pods; only nodes
+that changed since the last cycle are recounted. When neither the pod nor any pod in the
+snapshot has (anti-)affinity, PreFilter and PreScore answer SKIP without looking at nodes
+(with the handle's ``node_infos_with_pod_affinity``, or one cheap pass otherwise).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+from collections.abc import Hashable
 from typing import Any
 
 from pilothouse.interfaces.scheduler import (MAX_NODE_SCORE, CycleState, Handle, NodeInfo,
                                              Status)
 
-from pilothouse_sched_default._helpers import (AffinityInfoCache, PodAffinityInfo,
+from pilothouse_sched_default._helpers import (AffinityInfoCache, AffinityTerm, Contribution,
+                                               NodeView, PodAffinityInfo, TopologyCounts,
                                                matches_all)
 
 ERR_AFFINITY = "node(s) didn't match pod affinity rules"
@@ -25,10 +35,19 @@ ERR_ANTI_AFFINITY = "node(s) didn't match pod anti-affinity rules"
 ERR_EXISTING_ANTI_AFFINITY = "node(s) didn't satisfy existing pods anti-affinity rules"
 _FILTER_KEY = "InterPodAffinity/filter"
 _SCORE_KEY = "InterPodAffinity/score"
+#: This cycle's pod has no terms and no pod in the snapshot has any: nothing to do.
+_NONE_KEY = "InterPodAffinity/none"
+#: The view was synced with this cycle's snapshot (PreScore need not do it again).
+_SYNCED_KEY = "InterPodAffinity/synced"
+_NONE_SIGNATURE = ("none",)
 _OK = Status()
 _AFFINITY_FAIL = Status.unschedulable(ERR_AFFINITY, resolvable=False)
 _ANTI_FAIL = Status.unschedulable(ERR_ANTI_AFFINITY)
 _EXISTING_FAIL = Status.unschedulable(ERR_EXISTING_ANTI_AFFINITY)
+#: Kinds of existing pods' terms, as grouped in the existing-terms counts.
+_REQ_ANTI, _REQ_AFF, _PREF_AFF, _PREF_ANTI = range(4)
+#: How many distinct terms of incoming pods keep their counts between cycles.
+_INCOMING_INDEXES = 16
 
 
 def _bump(counts: dict, labels: dict, key: str, value: int) -> None:
@@ -43,6 +62,18 @@ def _bump(counts: dict, labels: dict, key: str, value: int) -> None:
         counts.pop(pair, None)
 
 
+class _Marker:
+    """A CycleState value that clones to itself."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any = None) -> None:
+        self.value = value
+
+    def clone(self) -> "_Marker":
+        return self
+
+
 @dataclasses.dataclass
 class _FilterState:
     info: PodAffinityInfo
@@ -50,10 +81,31 @@ class _FilterState:
     affinity: dict
     anti: dict
     self_match: bool
+    #: topology keys of the pairs in ``existing_anti`` (Filter looks up only these)
+    existing_keys: tuple = ()
+    #: the dicts may be the plugin's counts: copy before changing them
+    shared: bool = False
 
     def clone(self) -> "_FilterState":
         return _FilterState(self.info, dict(self.existing_anti), dict(self.affinity),
-                            dict(self.anti), self.self_match)
+                            dict(self.anti), self.self_match, self.existing_keys)
+
+    def own(self) -> None:
+        if self.shared:
+            self.existing_anti, self.affinity, self.anti = \
+                dict(self.existing_anti), dict(self.affinity), dict(self.anti)
+            self.shared = False
+
+
+def _merged(dicts: list[dict]) -> tuple[dict, bool]:
+    """The sum of count dicts, and whether it is one of them (shared)."""
+    if len(dicts) == 1:
+        return dicts[0], True
+    out: dict = {}
+    for d in dicts:
+        for pair, n in d.items():
+            out[pair] = out.get(pair, 0) + n
+    return out, False
 
 
 class InterPodAffinity:
@@ -76,6 +128,10 @@ class InterPodAffinity:
         self.handle: Handle | None = None
         self._namespaces: Any = None
         self._infos = AffinityInfoCache()
+        self._view = NodeView()
+        self._existing = TopologyCounts(self._existing_terms_on)
+        self._incoming: collections.OrderedDict[Hashable, TopologyCounts] = \
+            collections.OrderedDict()
 
     def set_handle(self, handle: Handle) -> None:
         self.handle = handle
@@ -87,13 +143,96 @@ class InterPodAffinity:
         ns = self._namespaces.get(name)
         return (ns or {}).get("metadata", {}).get("labels") or {}
 
+    def _info(self, pod: dict) -> PodAffinityInfo:
+        # the incoming pod's terms, parsed once per version of the pod
+        if pod["metadata"].get("resourceVersion"):
+            return self._infos.get(pod)
+        return PodAffinityInfo.of(pod)
+
+    # ---------------------------------------------------------------- the snapshot's counts
+
+    def _any_affinity(self, nodes: list[NodeInfo]) -> bool:
+        """Whether any pod in the snapshot has pod (anti-)affinity."""
+        with_affinity = getattr(self.handle, "node_infos_with_pod_affinity", None)
+        if with_affinity is not None:
+            return bool(with_affinity())
+        for node in nodes:
+            if node.pods_with_affinity:
+                return True
+        return False
+
+    def _sync(self, state: CycleState, nodes: list[NodeInfo]) -> NodeView:
+        marker = state.get(_SYNCED_KEY)
+        if marker is None or marker.value is not nodes:
+            self._view.sync(nodes)
+            state.write(_SYNCED_KEY, _Marker(nodes))
+        return self._view
+
+    def _existing_terms_on(self, node: NodeInfo) -> Contribution:
+        """Existing pods' terms on ``node``, grouped by (kind, term)."""
+        if not node.pods_with_affinity:
+            return []
+        labels = node.labels
+        out: Contribution = []
+        for other in node.pods_with_affinity:
+            info = self._infos.get(other)
+            for kind, terms in ((_REQ_ANTI, info.required_anti),
+                                (_REQ_AFF, info.required_affinity),
+                                (_PREF_AFF, info.preferred_affinity),
+                                (_PREF_ANTI, info.preferred_anti)):
+                for term in terms:
+                    tv = labels.get(term.topology_key)
+                    if tv is not None:
+                        out.append(((kind, term), (term.topology_key, tv), 1))
+        return out
+
+    def _existing_groups(self, view: NodeView) -> dict:
+        return self._existing.refresh(view).totals
+
+    def _incoming_counts(self, terms: tuple[AffinityTerm, ...], view: NodeView) -> dict:
+        """(key, value) -> existing pods matching *all* ``terms`` (counted under each term's
+        topology key), over the view's nodes."""
+
+        def count(node: NodeInfo) -> Contribution:
+            n = 0
+            for other in node.pods:
+                for term in terms:
+                    if not term.matches(other, self._ns_labels):
+                        break
+                else:
+                    n += 1
+            if not n:
+                return []
+            labels = node.labels
+            return [(None, (t.topology_key, labels[t.topology_key]), n) for t in terms
+                    if t.topology_key in labels]
+
+        if not all(t.indexable for t in terms):
+            # matches depend on namespace labels, which change without node changes
+            out: dict = {}
+            for node in view.by_name.values():
+                for _, pair, n in count(node):
+                    out[pair] = out.get(pair, 0) + n
+            return out
+        key = tuple(t.match_key for t in terms)
+        counts = self._incoming.get(key)
+        if counts is None:
+            counts = self._incoming[key] = TopologyCounts(count)
+            if len(self._incoming) > _INCOMING_INDEXES:
+                self._incoming.popitem(last=False)
+        else:
+            self._incoming.move_to_end(key)
+        return counts.refresh(view).totals.get(None) or {}
+
     # ---------------------------------------------------------------- filter
 
-    def _existing_anti_for(self, counts: dict, pod: dict, existing: dict, labels: dict,
+    def _existing_anti_for(self, st: _FilterState, pod: dict, existing: dict, labels: dict,
                            sign: int) -> None:
         for term in self._infos.get(existing).required_anti:
             if term.matches(pod, self._ns_labels):
-                _bump(counts, labels, term.topology_key, sign)
+                _bump(st.existing_anti, labels, term.topology_key, sign)
+                if term.topology_key not in st.existing_keys:
+                    st.existing_keys += (term.topology_key,)
 
     def _incoming_for(self, st: _FilterState, existing: dict, labels: dict, sign: int) -> None:
         info = st.info
@@ -106,22 +245,28 @@ class InterPodAffinity:
                 _bump(st.anti, labels, term.topology_key, sign)
 
     def pre_filter(self, state: CycleState, pod: dict, nodes: list[NodeInfo]) -> Status:
-        info = PodAffinityInfo.of(pod)
-        existing_anti: dict = {}
-        for node in nodes:
-            if node.pods_with_required_anti_affinity:
-                labels = node.labels
-                for other in node.pods_with_required_anti_affinity:
-                    self._existing_anti_for(existing_anti, pod, other, labels, 1)
-        if not existing_anti and not info.required_affinity and not info.required_anti:
+        info = self._info(pod)
+        if not info.any and not self._any_affinity(nodes):
+            state.write(_NONE_KEY, _Marker(True))
             return Status.skip()
-        st = _FilterState(info, existing_anti, {}, {},
-                          matches_all(info.required_affinity, pod, self._ns_labels))
-        if info.required_affinity or info.required_anti:
-            for node in nodes:
-                labels = node.labels
-                for other in node.pods:
-                    self._incoming_for(st, other, labels, 1)
+        view = self._sync(state, nodes)
+        matched, keys = [], []
+        for (kind, term), pairs in self._existing_groups(view).items():
+            if kind == _REQ_ANTI and term.matches(pod, self._ns_labels):
+                matched.append(pairs)
+                if term.topology_key not in keys:
+                    keys.append(term.topology_key)
+        if not matched and not info.required_affinity and not info.required_anti:
+            return Status.skip()
+        existing_anti, shared = _merged(matched) if matched else ({}, False)
+        affinity = self._incoming_counts(info.required_affinity, view) \
+            if info.required_affinity else {}
+        anti, anti_shared = _merged([self._incoming_counts((t,), view)
+                                     for t in info.required_anti]) \
+            if info.required_anti else ({}, False)
+        st = _FilterState(info, existing_anti, affinity, anti,
+                          matches_all(info.required_affinity, pod, self._ns_labels),
+                          tuple(keys), shared or anti_shared or bool(info.required_affinity))
         state.write(_FILTER_KEY, st)
         return _OK
 
@@ -129,7 +274,8 @@ class InterPodAffinity:
                            node: NodeInfo) -> Status:
         st = state.get(_FILTER_KEY)
         if st is not None:
-            self._existing_anti_for(st.existing_anti, pod, pod_to_add, node.labels, 1)
+            st.own()
+            self._existing_anti_for(st, pod, pod_to_add, node.labels, 1)
             self._incoming_for(st, pod_to_add, node.labels, 1)
         return _OK
 
@@ -137,7 +283,8 @@ class InterPodAffinity:
                               node: NodeInfo) -> Status:
         st = state.get(_FILTER_KEY)
         if st is not None:
-            self._existing_anti_for(st.existing_anti, pod, pod_to_remove, node.labels, -1)
+            st.own()
+            self._existing_anti_for(st, pod, pod_to_remove, node.labels, -1)
             self._incoming_for(st, pod_to_remove, node.labels, -1)
         return _OK
 
@@ -163,54 +310,49 @@ class InterPodAffinity:
                 if tv is not None and st.anti.get((term.topology_key, tv), 0) > 0:
                     return _ANTI_FAIL
         if st.existing_anti:
-            for pair in labels.items():
-                if st.existing_anti.get(pair, 0) > 0:
+            for key in st.existing_keys:
+                tv = labels.get(key)
+                if tv is not None and st.existing_anti.get((key, tv), 0) > 0:
                     return _EXISTING_FAIL
         return _OK
 
+    def sign(self, state: CycleState, pod: dict) -> Hashable | None:
+        """A constant when neither the pod nor any pod in the snapshot has (anti-)affinity
+        (Filter passes every node, Score is 0); else None: results depend on other nodes."""
+        return _NONE_SIGNATURE if state.get(_NONE_KEY) is not None else None
+
     # ---------------------------------------------------------------- score
 
-    def _score_existing(self, scores: dict, pod: dict, info: PodAffinityInfo, existing: dict,
-                        labels: dict) -> None:
-        for term in info.preferred_affinity:
-            if term.matches(existing, self._ns_labels):
-                _add_score(scores, labels, term.topology_key, term.weight)
-        for term in info.preferred_anti:
-            if term.matches(existing, self._ns_labels):
-                _add_score(scores, labels, term.topology_key, -term.weight)
-        other = self._infos.get(existing)
-        if not (other.required_affinity or other.preferred_affinity or other.preferred_anti):
-            return
-        hard = self.options.hardPodAffinityWeight
-        if hard > 0:
-            for term in other.required_affinity:
-                if term.matches(pod, self._ns_labels):
-                    _add_score(scores, labels, term.topology_key, hard)
-        if not self.options.ignorePreferredTermsOfExistingPods:
-            for term in other.preferred_affinity:
-                if term.matches(pod, self._ns_labels):
-                    _add_score(scores, labels, term.topology_key, term.weight)
-            for term in other.preferred_anti:
-                if term.matches(pod, self._ns_labels):
-                    _add_score(scores, labels, term.topology_key, -term.weight)
-
     def pre_score(self, state: CycleState, pod: dict, nodes: list[NodeInfo]) -> Status:
-        info = PodAffinityInfo.of(pod)
+        if state.get(_NONE_KEY) is not None:
+            return Status.skip()
+        info = self._info(pod)
         has_constraints = bool(info.preferred_affinity or info.preferred_anti)
-        if self.options.ignorePreferredTermsOfExistingPods and not has_constraints:
+        ignore_existing = self.options.ignorePreferredTermsOfExistingPods
+        if ignore_existing and not has_constraints:
             return Status.skip()
         all_nodes = self.handle.node_infos() if self.handle is not None else nodes
+        if not has_constraints and not self._any_affinity(all_nodes):
+            return Status.skip()
+        view = self._sync(state, all_nodes)
         scores: dict[str, dict[str, int]] = {}
-        for node in all_nodes:
-            pods = node.pods if has_constraints else node.pods_with_affinity
-            if not pods:
+        hard = self.options.hardPodAffinityWeight
+        for (kind, term), pairs in self._existing_groups(view).items():
+            if kind == _REQ_ANTI:
                 continue
-            labels = node.labels
-            if not labels:
+            if kind == _REQ_AFF:
+                weight = hard
+            elif ignore_existing:
                 continue
-            for existing in pods:
-                self._score_existing(scores, pod, info, existing, labels)
-        scores = {k: v for k, v in scores.items() if v}
+            else:
+                weight = term.weight if kind == _PREF_AFF else -term.weight
+            if weight and term.matches(pod, self._ns_labels):
+                _add_scores(scores, pairs, weight)
+        for terms, sign in ((info.preferred_affinity, 1), (info.preferred_anti, -1)):
+            for term in terms:
+                if term.weight:
+                    _add_scores(scores, self._incoming_counts((term,), view),
+                                sign * term.weight)
         if not scores:
             return Status.skip()
         state.write(_SCORE_KEY, scores)
@@ -241,10 +383,10 @@ class InterPodAffinity:
                 "Namespace/Update"]
 
 
-def _add_score(scores: dict, labels: dict, key: str, weight: int) -> None:
-    tv = labels.get(key)
-    if tv is None or not weight:
-        return
-    values = scores.setdefault(key, {})
-    values[tv] = values.get(tv, 0) + weight
-
+def _add_scores(scores: dict, pairs: dict, weight: int) -> None:
+    """Add ``weight`` per counted pod to each (key, value) of ``pairs``."""
+    for (key, tv), n in pairs.items():
+        values = scores.get(key)
+        if values is None:
+            values = scores[key] = {}
+        values[tv] = values.get(tv, 0) + weight * n
