@@ -21,7 +21,7 @@ once per candidate node and must be fast and must not do I/O (read the :class:`N
 snapshot instead): the host calls plain-function filters in a tight loop and only pays for
 ``await`` when a plugin's method is a coroutine function.
 
-Beside the extension points, a plugin may implement three optional interfaces:
+Beside the extension points, a plugin may implement four optional interfaces:
 
 * :class:`HandleAware` — receive the framework :class:`Handle` once, after construction
   (the API client, the cycle's snapshot of every node, shared informers, running the
@@ -30,6 +30,10 @@ Beside the extension points, a plugin may implement three optional interfaces:
   framework adds or removes a pod on a node copy (nominated pods, preemption what-ifs).
 * :class:`EnqueueExtensions` — name the cluster events that can make a pod this plugin
   rejected schedulable; the host then retries such a pod only on those events.
+* :class:`Sign` — describe, per pod, everything the plugin's Filter and Score read besides
+  the node, so the framework may reuse a node's Filter status and raw scores for later pods
+  with the same signature on the same unchanged node (:attr:`NodeInfo.generation`). Optional,
+  but a profile reuses nothing unless every Filter and weighted Score plugin in it signs.
 
 The pods handed to plugins are the API objects (dicts). When the API server's admission did
 not resolve ``spec.priority`` (and ``spec.preemptionPolicy``) from ``spec.priorityClassName``,
@@ -39,7 +43,11 @@ the host fills them in on its private copy from the PriorityClass objects (or th
 Version history: appeared in 0.1. In 0.1 the framework also gained :class:`Handle`,
 :class:`HandleAware`, :class:`PreFilterExtensions`, :class:`EnqueueExtensions`, the
 :class:`NodeInfo` accounting methods and the resource helpers (:func:`pod_requests`,
-:func:`resource_amounts`, :func:`pod_priority`).
+:func:`resource_amounts`, :func:`pod_priority`). 0.2 added :class:`Sign` (pod scheduling
+signatures: per-node reuse of Filter and Score results), :func:`freeze`, and made
+:attr:`NodeInfo.generation` unique across all NodeInfo objects of a process;
+``NodeInfo.name``, ``labels`` and ``taints`` became plain attributes (same values, read
+faster in per-node loops).
 """
 
 from __future__ import annotations
@@ -49,6 +57,8 @@ import copy
 import dataclasses
 import enum
 import functools
+import itertools
+from collections.abc import Hashable
 from typing import Any, Protocol, runtime_checkable
 
 from pilothouse.model.quantity import Quantity
@@ -56,9 +66,9 @@ from pilothouse.model.quantity import Quantity
 __all__ = ["Bind", "Code", "CycleState", "DEFAULT_MEMORY_REQUEST", "DEFAULT_MILLI_CPU_REQUEST",
            "EVENTS", "EnqueueExtensions", "Filter", "Handle", "HandleAware", "MAX_NODE_SCORE",
            "NodeInfo", "Permit", "PostBind", "PostFilter", "PreBind", "PreFilter",
-           "PreFilterExtensions", "PreScore", "QueueSort", "Reserve", "Score", "Status",
-           "fit_error_message", "normalized_image_name", "pod_key", "pod_priority", "pod_requests",
-           "resource_amounts"]
+           "PreFilterExtensions", "PreScore", "QueueSort", "Reserve", "Score", "Sign", "Status",
+           "fit_error_message", "freeze", "normalized_image_name", "pod_key", "pod_priority",
+           "pod_requests", "resource_amounts"]
 
 #: Scores returned by normalize_scores must lie in [0, MAX_NODE_SCORE].
 MAX_NODE_SCORE = 100
@@ -285,6 +295,39 @@ def normalized_image_name(name: str) -> str:
     return name + ":latest"
 
 
+def freeze(value: Any) -> Hashable:
+    """A hashable stand-in for a JSON-like ``value`` (dicts, lists, strings, numbers, bools,
+    None), for :meth:`Sign.sign` fragments built from pod fields: equal values give equal
+    results, different values different ones. Dicts become frozensets of (key, frozen value)
+    pairs (key order does not matter), lists tuples (order matters); bools and floats are
+    tagged so that ``True``, ``1`` and ``1.0`` stay distinct. Costs a few microseconds for a
+    typical toleration list; call it once per cycle, not per node. Since 0.2."""
+    t = type(value)
+    if t is dict:
+        return frozenset((k, freeze(v)) for k, v in value.items())
+    if t is list or t is tuple:
+        return tuple(freeze(v) for v in value)
+    if t is bool or t is float:
+        return (_TAGS[t], value)
+    return value
+
+
+class _Tag:
+    """A marker no JSON value can equal (keeps ``True`` apart from ``1``, ``1.0`` from
+    ``1``)."""
+
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def __repr__(self) -> str:
+        return f"<{self.kind}>"
+
+
+_TAGS = {bool: _Tag("bool"), float: _Tag("float")}
+
+
 def _pod_identity(pod: dict) -> str:
     m = pod["metadata"]
     return m.get("uid") or f"{m.get('namespace')}/{m['name']}"
@@ -297,6 +340,12 @@ def _has_affinity(pod: dict) -> tuple[bool, bool]:
     return bool(pa or paa), bool(paa and paa.get("requiredDuringSchedulingIgnoredDuringExecution"))
 
 
+#: Source of :attr:`NodeInfo.generation`: one counter per process, so no two states of any
+#: NodeInfo objects ever share a generation (a deleted and re-added node, two clones changed
+#: differently, two NodeInfos built for the same Node all get different ones).
+_generations = itertools.count(1)
+
+
 @dataclasses.dataclass(slots=True)
 class NodeInfo:
     """The scheduler's snapshot of one node: the Node object, the pods assigned to it
@@ -306,9 +355,22 @@ class NodeInfo:
     cpu in millicores); ``non_zero_requested`` is the same with the scoring defaults for
     request-less containers; ``allocatable`` is the node's ``status.allocatable`` in the same
     units (``pods`` included); ``images`` maps each image name the node reports
-    (``status.images[].names``, through :func:`normalized_image_name`) to its size in bytes; ``pods_with_affinity`` and
-    ``pods_with_required_anti_affinity`` are the subsets of ``pods`` with pod (anti-)affinity,
-    so affinity plugins skip the rest cheaply. ``generation`` changes on every change.
+    (``status.images[].names``, through :func:`normalized_image_name`) to its size in bytes;
+    ``pods_with_affinity`` and ``pods_with_required_anti_affinity`` are the subsets of
+    ``pods`` with pod (anti-)affinity, so affinity plugins skip the rest cheaply. ``name``,
+    ``labels`` and ``taints`` are the Node's ``metadata.name``, ``metadata.labels`` and
+    ``spec.taints`` (``{}`` / ``[]`` when absent), read once per :meth:`set_node`; they are
+    plain attributes for speed in per-node loops: read them, never assign or change them.
+
+    ``generation`` identifies the NodeInfo's content: :meth:`set_node`, :meth:`add_pod` and
+    :meth:`remove_pod` give it a new value from one process-wide counter, and :meth:`clone`
+    keeps it. So two NodeInfos (the cache's and a snapshot's copy, or one object at two
+    times) with the same generation hold the same pods and the same Node as far as scheduling
+    reads it (the host may swap in a newer Node object whose changes no plugin reads, e.g. a
+    heartbeat), and a deleted and re-added node never repeats an old generation. Pod scheduling signatures
+    (:class:`Sign`) rely on this to reuse Filter and Score results per node. (Since 0.2;
+    in 0.1 each object counted from 0 on its own.) The ``generation`` argument of the
+    constructor is ignored; ``==`` compares content, not generations.
 
     Plugins read a NodeInfo and never change the one the framework hands them; what-if code
     (preemption) changes a :meth:`clone` through :meth:`add_pod` / :meth:`remove_pod`.
@@ -324,11 +386,12 @@ class NodeInfo:
     images: dict[str, int] = dataclasses.field(default_factory=dict)
     pods_with_affinity: list[dict] = dataclasses.field(default_factory=list)
     pods_with_required_anti_affinity: list[dict] = dataclasses.field(default_factory=list)
-    generation: int = 0
-    _labels: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
-                                      compare=False)
-    _taints: list = dataclasses.field(default_factory=list, init=False, repr=False,
-                                      compare=False)
+    generation: int = dataclasses.field(default=0, compare=False)
+    name: str = dataclasses.field(default="", init=False, compare=False)
+    labels: dict[str, str] = dataclasses.field(default_factory=dict, init=False,
+                                               repr=False, compare=False)
+    taints: list[dict] = dataclasses.field(default_factory=list, init=False, repr=False,
+                                           compare=False)
 
     def __post_init__(self) -> None:
         self.set_node(self.node)
@@ -340,26 +403,14 @@ class NodeInfo:
         if given:
             self.requested = given
 
-    @property
-    def name(self) -> str:
-        return self.node["metadata"]["name"]
-
-    @property
-    def labels(self) -> dict[str, str]:
-        """The node's labels (read once per :meth:`set_node`)."""
-        return self._labels
-
-    @property
-    def taints(self) -> list[dict]:
-        """The node's ``spec.taints`` (read once per :meth:`set_node`)."""
-        return self._taints
-
     def set_node(self, node: dict) -> None:
-        """Replace the Node object and recompute ``allocatable``, ``images``, ``labels``
-        and ``taints``."""
+        """Replace the Node object and recompute ``name``, ``labels``, ``taints``,
+        ``allocatable`` and ``images``; a new ``generation``."""
         self.node = node
-        self._labels = node["metadata"].get("labels") or {}
-        self._taints = (node.get("spec") or {}).get("taints") or []
+        meta = node["metadata"]
+        self.name = meta["name"]
+        self.labels = meta.get("labels") or {}
+        self.taints = (node.get("spec") or {}).get("taints") or []
         status = node.get("status") or {}
         self.allocatable = resource_amounts(status.get("allocatable") or status.get("capacity"))
         images: dict[str, int] = {}
@@ -367,7 +418,7 @@ class NodeInfo:
             for n in image.get("names") or ():
                 images[normalized_image_name(n)] = image.get("sizeBytes") or 0
         self.images = images
-        self.generation += 1
+        self.generation = next(_generations)
 
     def add_pod(self, pod: dict) -> None:
         """Account ``pod`` on this node (its requests, affinity lists)."""
@@ -379,7 +430,7 @@ class NodeInfo:
             self.pods_with_affinity.append(pod)
         if req_anti:
             self.pods_with_required_anti_affinity.append(pod)
-        self.generation += 1
+        self.generation = next(_generations)
 
     def remove_pod(self, pod: dict) -> bool:
         """Undo :meth:`add_pod` for the pod with ``pod``'s uid; False if it is not here."""
@@ -398,7 +449,7 @@ class NodeInfo:
                                    if _pod_identity(p) != ident]
         self.pods_with_required_anti_affinity = [
             p for p in self.pods_with_required_anti_affinity if _pod_identity(p) != ident]
-        self.generation += 1
+        self.generation = next(_generations)
         return True
 
     def clone(self) -> "NodeInfo":
@@ -414,7 +465,7 @@ class NodeInfo:
         other.pods_with_affinity = list(self.pods_with_affinity)
         other.pods_with_required_anti_affinity = list(self.pods_with_required_anti_affinity)
         other.generation = self.generation
-        other._labels, other._taints = self._labels, self._taints
+        other.name, other.labels, other.taints = self.name, self.labels, self.taints
         return other
 
 
@@ -516,6 +567,50 @@ class EnqueueExtensions(Protocol):
         rejected may fit. Called once at start-up. A pod that failed is retried when any of
         the plugins that rejected it registered the event; a plugin that does not implement
         this interface is treated as registering ``*`` (retry on every event)."""
+
+
+@runtime_checkable
+class Sign(Protocol):
+    def sign(self, state: CycleState, pod: dict) -> Hashable | None:
+        """This plugin's part of the pod's *scheduling signature* (after Kubernetes'
+        KEP-5598), so the framework can reuse per-node work across pods. Since 0.2.
+
+        Who calls it and when: the framework, once per scheduling cycle, right after every
+        PreFilter plugin succeeded, on each plugin of the profile that will run Filter for
+        this pod (its PreFilter did not answer SKIP) or that has Score with weight > 0, in
+        configured order. May be a plain function or a coroutine; must be fast and must not
+        do I/O. ``state`` holds what PreFilter wrote; ``pod`` is the pod being scheduled.
+
+        Return a hashable *fragment* (use :func:`freeze` for dict/list pod fields) that
+        captures everything this plugin's Filter, PreScore and Score read besides the
+        :class:`NodeInfo` passed to them: the pod fields they look at, what PreFilter derived
+        from them, and any cluster-wide data read through the :class:`Handle` (e.g. how many
+        nodes hold an image, the node count), folded in as values or versions. Options fixed
+        per plugin instance need not be included (the framework keys by plugin name within one
+        profile). Return None when the results depend on other nodes or pods than the one
+        passed (e.g. affinity to existing pods, spreading over domains): the pod then gets no
+        signature and takes the normal path.
+
+        The promise: for two pods whose fragments are equal (``==``), on a NodeInfo with the
+        same :attr:`NodeInfo.generation`, Filter returns an equal :class:`Status` and Score the
+        same raw score. The framework joins the fragments into the pod's signature
+        ((plugin name, fragment) pairs) only when every plugin asked returned non-None, and
+        keeps, per signature (a bounded LRU of recent signatures), per node name: the
+        generation, the Filter status and each Score plugin's raw score. Filtering and scoring
+        then use a node's stored result when its generation equals the snapshot NodeInfo's and
+        no pod is nominated to the node; otherwise they compute and store it. Unchanged:
+        PreScore still runs every cycle on the feasible nodes (SKIP still removes the plugin
+        from scoring), normalize_scores runs every cycle on the full raw scores, sampling
+        (``percentageOfNodesToScore``, rotating start) is the same, and preemption and other
+        what-if paths (:meth:`Handle.run_filter_plugins`) never use stored results. A wrong
+        fragment (too coarse) makes pods reuse results that are not theirs: include every
+        input, or return None.
+
+        A plugin that does not implement Sign disables reuse for every pod of each profile in
+        which it has Filter or Score with weight > 0: third-party plugins without it keep
+        working exactly as before, only slower. An exception raised here is logged and counts
+        as None.
+        """
 
 
 # ------------------------------------------------------------------- extension points

@@ -6,12 +6,20 @@ tight loop over the snapshot's NodeInfos; only plugins whose method is a corouti
 make the loop ``await``. For clusters of 100 nodes or more, filtering stops once
 ``numFeasibleNodesToFind`` nodes passed (kube-scheduler's ``percentageOfNodesToScore``),
 starting where the previous cycle stopped so every node gets its turn.
+
+Pod scheduling signatures (:class:`pilothouse.interfaces.scheduler.Sign`): when every Filter
+and weighted Score plugin of the profile signs the pod, the cycle keeps, per signature and
+node name, the node's generation, Filter status and raw scores; later pods with the same
+signature reuse them on nodes whose generation did not change (most of them: one pod changes
+one node).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import inspect
+import itertools
 import logging
 import random
 from typing import Any
@@ -20,7 +28,7 @@ from pilothouse.interfaces.scheduler import (MAX_NODE_SCORE, Bind, Code, CycleSt
                                              EnqueueExtensions, Filter, HandleAware, NodeInfo,
                                              Permit, PostBind, PostFilter, PreBind, PreFilter,
                                              PreFilterExtensions, PreScore, QueueSort, Reserve,
-                                             Score, Status, fit_error_message,
+                                             Score, Sign, Status, fit_error_message,
                                              pod_priority)
 
 log = logging.getLogger("pilothouse.scheduler")
@@ -44,6 +52,33 @@ class _Skipped:
 
     def clone(self) -> "_Skipped":
         return self
+
+
+#: CycleState key holding the :class:`_Results` of the pod's signature (absent: no reuse).
+SIGNATURE_KEY = "pilothouse/signature"
+#: How many signatures keep their per-node results (least recently used dropped first).
+SIGNATURE_CACHE_SIZE = 32
+
+
+class _Entry:
+    """One node's results for one signature: valid while the node's generation is this."""
+
+    __slots__ = ("generation", "status", "scores")
+
+    def __init__(self, generation: int, status: Status, scores: list) -> None:
+        self.generation, self.status, self.scores = generation, status, scores
+
+
+class _Results(dict):
+    """node name → :class:`_Entry` for one signature. Only the real cycle reads it, so clones
+    of the state (what-ifs) share it."""
+
+    __slots__ = ()
+
+    def clone(self) -> "_Results":
+        return self
+
+
 MIN_FEASIBLE_NODES = 100
 MIN_FEASIBLE_PERCENTAGE = 5
 
@@ -98,7 +133,8 @@ def _as_status(value: Any, name: str) -> Status:
 class Framework:
     """The plugins of one profile by extension point, and the code that runs them."""
 
-    def __init__(self, profile: str, plugins: list[ProfilePlugin]):
+    def __init__(self, profile: str, plugins: list[ProfilePlugin], *,
+                 signature_cache_size: int = SIGNATURE_CACHE_SIZE):
         self.profile = profile
         self.plugins = plugins
         self.handle: Any = None
@@ -123,6 +159,16 @@ class Framework:
         self.post_bind = [(p.name, p.plugin.post_bind) for p in having(PostBind)]
         self.handle_aware = having(HandleAware)
         self._next_start = 0
+        # signing: every Filter and weighted Score plugin must implement Sign, else no reuse
+        asked = {name for name, _ in self.filter} | {s[0] for s in self.score}
+        signers = [p for p in plugins if p.name in asked]
+        self.signers: list[tuple[str, Any, bool]] | None = None
+        if signature_cache_size > 0 and signers and all(isinstance(p.plugin, Sign)
+                                                        for p in signers):
+            scored = {s[0] for s in self.score}
+            self.signers = [(p.name, p.plugin.sign, p.name in scored) for p in signers]
+        self.signature_cache_size = signature_cache_size
+        self._results: collections.OrderedDict[tuple, _Results] = collections.OrderedDict()
 
     def plugin_events(self) -> dict[str, frozenset[str] | None]:
         """plugin name → the events it registered (None: every event)."""
@@ -148,7 +194,37 @@ class Framework:
                 return status.with_plugin(name)
         state.write(SKIP_FILTER_KEY, _Skipped(skip, [(n, f) for n, f in self.filter
                                                      if n not in skip]))
+        if self.signers is not None:
+            await self._sign(state, pod, skip)
         return Status()
+
+    async def _sign(self, state: CycleState, pod: dict, skip: set[str]) -> None:
+        """Build the pod's signature and put its stored results into ``state``."""
+        parts = []
+        for name, sign, scored in self.signers:
+            if name in skip and not scored:
+                continue  # its Filter does not run for this pod and it does not score
+            try:
+                fragment = await _call(sign, state, pod)
+            except Exception:
+                log.exception("sign of plugin %s failed (counts as no signature)", name)
+                return
+            if fragment is None:
+                return
+            parts.append((name, fragment))
+        signature = tuple(parts)
+        cache = self._results
+        try:
+            results = cache[signature]
+            cache.move_to_end(signature)
+        except KeyError:
+            results = cache[signature] = _Results()
+            if len(cache) > self.signature_cache_size:
+                cache.popitem(last=False)
+        except TypeError:
+            log.exception("a sign fragment of profile %s is not hashable", self.profile)
+            return
+        state.write(SIGNATURE_KEY, results)
 
     def run_filters(self, state: CycleState, pod: dict, node: NodeInfo) -> Status:
         """Every Filter plugin, in order, stopping at the first failure (plain functions)."""
@@ -246,7 +322,9 @@ class Framework:
                             ) -> tuple[list[NodeInfo], dict[str, Status]]:
         """Filter nodes from where the last cycle stopped until enough passed; returns the
         feasible nodes and the failing status of each rejected node. ``nominator.by_node``
-        maps node names to the pods nominated there."""
+        maps node names to the pods nominated there. With a signature in ``state``, a node
+        without nominated pods whose generation matches its stored entry reuses the stored
+        status; otherwise the status is computed and stored (ERROR statuses are not)."""
         total = len(nodes)
         if not total:
             return [], {}
@@ -259,36 +337,66 @@ class Framework:
             self._next_start = (start + len(feasible)) % total
             return feasible, statuses
         by_node = nominator.by_node
+        results = state.get(SIGNATURE_KEY)
+        if results is not None and len(results) > 2 * total:
+            results.clear()  # entries of nodes long gone
+        n_scores = len(self.score)
         processed = 0
+        order = itertools.chain(itertools.islice(nodes, start, None),
+                                itertools.islice(nodes, start))
         if not self.filter_async:
-            run, filter_node = self.run_filters, self.filter_node
-            for i in range(total):
-                node = nodes[(start + i) % total]
+            skipped = state.get(SKIP_FILTER_KEY)
+            filters = skipped.filters if skipped is not None else self.filter
+            filter_node = self.filter_node
+            success, skip_code, error = Code.SUCCESS, Code.SKIP, Code.ERROR
+            for node in order:
                 processed += 1
-                nominated = by_node.get(node.name) if by_node else None
+                name = node.name
+                nominated = by_node.get(name) if by_node else None
                 if nominated:
+                    if results is not None:
+                        results.pop(name, None)
                     status = filter_node(state, pod, node, list(nominated.values()))
                 else:
-                    status = run(state, pod, node)
+                    entry = results.get(name) if results is not None else None
+                    if entry is not None and entry.generation == node.generation:
+                        status = entry.status
+                    else:
+                        status = _OK
+                        for plugin, fn in filters:
+                            st = fn(state, pod, node)
+                            if st.code is not success and st.code is not skip_code:
+                                status = st.with_plugin(plugin)
+                                break
+                        if results is not None and status.code is not error:
+                            results[name] = _Entry(node.generation, status, [None] * n_scores)
                 if status is _OK or status.ok:
                     feasible.append(node)
                     if len(feasible) >= want:
                         break
                 else:
-                    statuses[node.name] = status
+                    statuses[name] = status
         else:
-            for i in range(total):
-                node = nodes[(start + i) % total]
+            for node in order:
                 processed += 1
-                nominated = by_node.get(node.name) if by_node else None
-                status = await self.filter_node_async(
-                    state, pod, node, list(nominated.values()) if nominated else [])
+                name = node.name
+                nominated = by_node.get(name) if by_node else None
+                entry = results.get(name) if results is not None and not nominated else None
+                if nominated and results is not None:
+                    results.pop(name, None)
+                if entry is not None and entry.generation == node.generation:
+                    status = entry.status
+                else:
+                    status = await self.filter_node_async(
+                        state, pod, node, list(nominated.values()) if nominated else [])
+                    if results is not None and not nominated and status.code is not Code.ERROR:
+                        results[name] = _Entry(node.generation, status, [None] * n_scores)
                 if status.ok:
                     feasible.append(node)
                     if len(feasible) >= want:
                         break
                 else:
-                    statuses[node.name] = status
+                    statuses[name] = status
         self._next_start = (start + processed) % total
         return feasible, statuses
 
@@ -324,21 +432,54 @@ class Framework:
 
     async def run_score(self, state: CycleState, pod: dict, nodes: list[NodeInfo],
                         skip: set[str]) -> dict[str, int]:
-        """node name → sum over Score plugins of weight × normalized score."""
-        totals = dict.fromkeys((n.name for n in nodes), 0)
-        for name, score, normalize, weight in self.score:
+        """node name → sum over Score plugins of weight × normalized score. With a
+        signature in ``state``, raw scores stored for a node of the same generation are
+        reused and new ones stored (only for nodes this cycle's filtering stored an entry
+        for); normalize_scores always sees every node's raw score."""
+        names = [n.name for n in nodes]
+        totals = dict.fromkeys(names, 0)
+        results = state.get(SIGNATURE_KEY)
+        entries = None
+        if results is not None:
+            entries = [e if e is not None and e.generation == n.generation else None
+                       for n, e in zip(nodes, map(results.get, names))]
+        for index, (name, score, normalize, weight) in enumerate(self.score):
             if name in skip:
                 continue
-            if _is_async(score):
+            is_async = _is_async(score)
+            if entries is not None:
+                raw = {}
+                for node, entry in zip(nodes, entries):
+                    if entry is None:
+                        value = score(state, pod, node)
+                        if is_async:
+                            value = await value
+                    else:
+                        value = entry.scores[index]
+                        if value is None:
+                            value = score(state, pod, node)
+                            if is_async:
+                                value = await value
+                            entry.scores[index] = value
+                    raw[node.name] = value
+            elif is_async:
                 raw = {n.name: await score(state, pod, n) for n in nodes}
             else:
                 raw = {n.name: score(state, pod, n) for n in nodes}
             normalized = await _call(normalize, state, pod, raw)
-            for node_name, value in normalized.items():
-                if not 0 <= value <= MAX_NODE_SCORE:
-                    raise ValueError(f"plugin {name} scored node {node_name} {value}, outside "
-                                     f"[0, {MAX_NODE_SCORE}] after normalize_scores")
-                totals[node_name] += value * weight
+            values = normalized.values()
+            if values and not (0 <= min(values) and max(values) <= MAX_NODE_SCORE):
+                for node_name, value in normalized.items():
+                    if not 0 <= value <= MAX_NODE_SCORE:
+                        raise ValueError(f"plugin {name} scored node {node_name} {value}, "
+                                         f"outside [0, {MAX_NODE_SCORE}] after "
+                                         f"normalize_scores")
+            if weight == 1:
+                for node_name, value in normalized.items():
+                    totals[node_name] += value
+            else:
+                for node_name, value in normalized.items():
+                    totals[node_name] += value * weight
         return totals
 
     @staticmethod

@@ -166,7 +166,9 @@ class Scheduler:
         self.settings = settings or Settings()
         self.identity = identity or f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
         self.pm = pm
-        self.frameworks = {name: Framework(name, plugins) for name, plugins in profiles.items()}
+        self.frameworks = {name: Framework(
+            name, plugins, signature_cache_size=self.settings.signatureCacheSize)
+            for name, plugins in profiles.items()}
         sorters = {fw.queue_sort.name if fw.queue_sort else None
                    for fw in self.frameworks.values()}
         if len(sorters) > 1:

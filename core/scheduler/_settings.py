@@ -16,6 +16,8 @@ class Settings:
           scheduler:
             profiles: []                 # schedulerNames this process serves; [] = all
             percentageOfNodesToScore: 0  # 0 = adaptive (50% - 1% per 125 nodes, >= 5%)
+            signatureCacheSize: 32       # pod signatures whose per-node results are kept
+                                         # for reuse (0 = never reuse; see Sign)
             podInitialBackoffSeconds: 1
             podMaxBackoffSeconds: 10
             podMaxInUnschedulablePodsDuration: 300  # safety net: retry after this long
@@ -30,6 +32,7 @@ class Settings:
 
     profiles: list[str] = dataclasses.field(default_factory=list)
     percentageOfNodesToScore: int = 0
+    signatureCacheSize: int = 32
     podInitialBackoffSeconds: float = 1.0
     podMaxBackoffSeconds: float = 10.0
     podMaxInUnschedulablePodsDuration: float = 300.0
@@ -44,6 +47,8 @@ class Settings:
     def __post_init__(self) -> None:
         if not 0 <= self.percentageOfNodesToScore <= 100:
             raise ValueError("percentageOfNodesToScore must be between 0 and 100")
+        if self.signatureCacheSize < 0:
+            raise ValueError("signatureCacheSize must be 0 or more")
         if self.podInitialBackoffSeconds < 0 or \
                 self.podMaxBackoffSeconds < self.podInitialBackoffSeconds:
             raise ValueError("need 0 <= podInitialBackoffSeconds <= podMaxBackoffSeconds")

@@ -12,7 +12,18 @@ server (e.g. the ``start_apiserver`` fixture's), and build Node and Pod objects.
 Nodes are plain API objects (capacity, allocatable, labels, taints, images): no node agent
 is needed for scheduling.
 
-Since 0.1.
+:class:`CycleRunner` runs the host's scheduling cycle in-process without any API server
+(cache, snapshot, PreFilter … Score, assume), e.g. to check that a plugin's
+:class:`~pilothouse.interfaces.scheduler.Sign` fragments change no placement::
+
+    for reuse in (True, False):
+        run = CycleRunner([ProfilePlugin("MyPlugin", MyPlugin())], reuse=reuse)
+        for n in nodes:
+            run.add_node(n)
+        results[reuse] = [run.schedule(p) for p in pods]
+    assert results[True] == results[False]
+
+Since 0.1; :class:`CycleRunner` since 0.2.
 """
 
 from __future__ import annotations
@@ -27,11 +38,12 @@ from pilothouse.client import Client
 from pilothouse.config import parse_config
 from pilothouse.model import errors
 
-from pilothouse.scheduler._framework import ProfilePlugin
-from pilothouse.scheduler._host import Scheduler
+from pilothouse.interfaces.scheduler import CycleState
+from pilothouse.scheduler._framework import FitError, Framework, ProfilePlugin
+from pilothouse.scheduler._host import DEFAULT_SCHEDULER, Scheduler
 from pilothouse.scheduler._settings import Settings
 
-__all__ = ["SchedulerThread", "TEST_SETTINGS", "node", "pod", "priority_class"]
+__all__ = ["CycleRunner", "SchedulerThread", "TEST_SETTINGS", "node", "pod", "priority_class"]
 
 #: Settings suited to tests: short back-offs so retries show within a second.
 TEST_SETTINGS = dict(podInitialBackoffSeconds=0.05, podMaxBackoffSeconds=0.5)
@@ -273,3 +285,63 @@ class SchedulerThread(LoopThread):
 
     def stats(self) -> dict:
         return self.call(lambda: dict(self.scheduler.stats))
+
+
+class _NoClient:
+    """The client of a :class:`CycleRunner`: nothing may reach an API."""
+
+    def resource(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class CycleRunner:
+    """The scheduler host's scheduling cycle, in-process and synchronous, for unit tests:
+    one profile of constructed plugins, the host's cache and snapshot, no API server, no
+    informers, no binding. :meth:`schedule` runs one pod through PreFilter, Filter (with
+    sampling), PreScore, Score and host selection as ``Scheduler`` does, and assumes the pod
+    onto the chosen node. ``reuse=False`` sets ``signatureCacheSize`` to 0 (no per-node
+    result reuse); ``settings`` are further ``components.scheduler`` values. ``scheduler``
+    and ``framework`` are the objects underneath. Since 0.2."""
+
+    def __init__(self, plugins: list[ProfilePlugin], *, reuse: bool = True,
+                 settings: dict | None = None):
+        values = {**(settings or {})}
+        if not reuse:
+            values["signatureCacheSize"] = 0
+        self.scheduler = Scheduler(_NoClient(), {DEFAULT_SCHEDULER: plugins},
+                                   Settings(**values))
+        self.framework: Framework = self.scheduler.frameworks[DEFAULT_SCHEDULER]
+
+    def add_node(self, node: dict) -> None:
+        """Add or replace a Node (as the node informer would)."""
+        self.scheduler.cache.add_node(node)
+
+    def remove_node(self, node: dict) -> None:
+        self.scheduler.cache.remove_node(node)
+
+    def add_pod(self, pod: dict) -> None:
+        """An assigned pod (``spec.nodeName`` set) the pod informer reports."""
+        self.scheduler.cache.add_pod(pod)
+
+    def remove_pod(self, pod: dict) -> None:
+        self.scheduler.cache.remove_pod(pod)
+
+    def nominate(self, pod: dict, node_name: str) -> None:
+        """``pod`` (pending) is nominated to ``node_name``, as after preemption."""
+        self.scheduler.queue.nominator.add(pod, node_name)
+
+    def schedule(self, pod: dict, *, assume: bool = True) -> str:
+        """Run one scheduling cycle for ``pod``; return the chosen node's name (the pod is
+        then assumed there unless ``assume`` is false) or, when nothing fits, the
+        unschedulable message (``"0/N nodes are available: ..."``, without PostFilter)."""
+        sched = self.scheduler
+        sched.cache.update_snapshot(sched.snapshot)
+        try:
+            node = asyncio.run(sched._schedule_pod(self.framework, CycleState(), pod))
+        except FitError as fit:
+            return fit.message()
+        if assume:
+            assumed = dict(pod)
+            assumed["spec"] = {**pod["spec"], "nodeName": node}
+            sched.cache.assume_pod(assumed, node)
+        return node

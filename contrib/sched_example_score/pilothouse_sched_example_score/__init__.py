@@ -11,6 +11,7 @@ its options from the profile entry that enables it::
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Hashable
 
 from pilothouse.interfaces.scheduler import MAX_NODE_SCORE, CycleState, NodeInfo
 
@@ -48,3 +49,13 @@ class PreferNodeLabel:
     def normalize_scores(self, state: CycleState, pod: dict,
                          scores: dict[str, int]) -> dict[str, int]:
         return scores  # already within [0, MAX_NODE_SCORE]
+
+    def sign(self, state: CycleState, pod: dict) -> Hashable | None:
+        """Optional (:class:`pilothouse.interfaces.scheduler.Sign`): lets the scheduler reuse
+        this plugin's score of an unchanged node for later pods. The fragment must capture
+        everything ``score`` reads besides the node: here nothing of the pod and nothing
+        cluster-wide (only the node's labels and this instance's options), so every pod gets
+        the same fragment. A score that read the pod (say, a label value taken from the pod)
+        would return that value; one that read other nodes or pods (e.g. how many pods of
+        the same app a zone runs) would return None: reuse would be wrong for it."""
+        return ()

@@ -1,12 +1,15 @@
 """The example Score plugin: unit behaviour, and end to end that enabling it in a profile
 with a weight changes where pods go."""
 
+import random
+
 import pytest
 
 from pilothouse.config import ConfigError, default_profile
-from pilothouse.interfaces.scheduler import CycleState, NodeInfo
+from pilothouse.interfaces.scheduler import CycleState, NodeInfo, Sign
 from pilothouse.plugins import discover
-from pilothouse.scheduler.testing import SchedulerThread, node, pod
+from pilothouse.scheduler import ProfilePlugin
+from pilothouse.scheduler.testing import CycleRunner, SchedulerThread, node, pod
 from pilothouse_sched_example_score import PreferNodeLabel
 
 
@@ -66,3 +69,23 @@ def test_enabling_the_plugin_with_a_weight_changes_placements(start_apiserver):
     with_plugin = _place(start_apiserver, [{"name": "PreferNodeLabel", "weight": 5,
                                             "options": {"label": "example.com/tier=fast"}}])
     assert set(with_plugin.values()) == {"fast"}
+
+
+def test_signs_and_places_the_same_with_and_without_reuse():
+    """The score reads only the node: one fragment for every pod, and reusing scores across
+    pods changes no placement (CycleRunner: the host's cycle in-process)."""
+    plugin = PreferNodeLabel()
+    assert isinstance(plugin, Sign)
+    assert plugin.sign(CycleState(), pod("a", cpu="1")) == plugin.sign(CycleState(), pod("b"))
+    placed = {}
+    for reuse in (True, False):
+        random.seed(5)  # ties are broken at random: the same draws in both runs
+        run = CycleRunner([ProfilePlugin("PreferNodeLabel", PreferNodeLabel())], reuse=reuse)
+        for i in range(6):
+            run.add_node(node(f"n{i}", labels={"example.com/tier": "fast" if i % 2 else "slow"}))
+        placed[reuse] = [run.schedule(dict(pod(f"p{i}"), metadata={"name": f"p{i}",
+                                                                    "uid": f"u{i}"}))
+                         for i in range(10)]
+        assert (run.framework.signers is not None) is reuse
+    assert placed[True] == placed[False]
+    assert {n for n in placed[True]} <= {"n1", "n3", "n5"}

@@ -4,8 +4,9 @@ node affinity terms score them (the sum of the weights of the terms a node match
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Hashable
 
-from pilothouse.interfaces.scheduler import CycleState, NodeInfo, Status
+from pilothouse.interfaces.scheduler import CycleState, NodeInfo, Status, freeze
 
 from pilothouse_sched_default._helpers import (RequiredNodeAffinity, default_normalize,
                                                match_node_selector_term)
@@ -18,7 +19,8 @@ _MISMATCH = Status.unschedulable(ERR_REASON, resolvable=False)
 
 
 class NodeAffinity:
-    """PreFilter + Filter + PreScore + Score."""
+    """PreFilter + Filter + PreScore + Score + Sign (the pod's nodeSelector and node
+    affinity; ``addedAffinity`` is fixed per instance)."""
 
     @dataclasses.dataclass
     class Options:
@@ -64,6 +66,11 @@ class NodeAffinity:
     def normalize_scores(self, state: CycleState, pod: dict,
                          scores: dict[str, int]) -> dict[str, int]:
         return default_normalize(scores)
+
+    def sign(self, state: CycleState, pod: dict) -> Hashable:
+        spec = pod.get("spec") or {}
+        return (freeze(spec.get("nodeSelector") or {}),
+                freeze((spec.get("affinity") or {}).get("nodeAffinity") or {}))
 
     def events_to_register(self) -> list[str]:
         return ["Node/Add", "Node/UpdateLabel"]

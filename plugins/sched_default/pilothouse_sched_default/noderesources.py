@@ -6,6 +6,7 @@ LeastAllocated (spread, the default), MostAllocated (bin-pack) or RequestedToCap
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Hashable
 
 from pilothouse.interfaces.scheduler import (MAX_NODE_SCORE, CycleState, NodeInfo, Status,
                                              pod_requests)
@@ -59,7 +60,8 @@ class _PodRequest:
 
 
 class NodeResourcesFit:
-    """PreFilter + Filter + PreScore + Score."""
+    """PreFilter + Filter + PreScore + Score + Sign (the pod's request vector; ignored
+    resources and the scoring strategy are fixed per instance)."""
 
     @dataclasses.dataclass
     class Options:
@@ -172,10 +174,19 @@ class NodeResourcesFit:
         return reasons
 
     def filter(self, state: CycleState, pod: dict, node: NodeInfo) -> Status:
-        reasons = self._insufficient(self._request(state, pod).checks, node)
-        if reasons:
-            return Status.unschedulable(*reasons)
-        return _OK
+        req = self._last_request if state is self._last_state else self._request(state, pod)
+        alloc, used = node.allocatable, node.requested
+        if len(node.pods) < alloc.get("pods", 0):
+            for name, amount in req.checks:
+                if amount > alloc.get(name, 0) - used.get(name, 0):
+                    break
+            else:
+                return _OK
+        return Status.unschedulable(*self._insufficient(req.checks, node))
+
+    def sign(self, state: CycleState, pod: dict) -> Hashable:
+        req = self._request(state, pod)
+        return tuple(req.checks), tuple(req.scoring)
 
     # ---------------------------------------------------------------- score
 
@@ -184,19 +195,26 @@ class NodeResourcesFit:
         return _OK
 
     def score(self, state: CycleState, pod: dict, node: NodeInfo) -> int:
+        req = self._last_request if state is self._last_state else self._request(state, pod)
         total = weights = 0
-        alloc = node.allocatable
+        alloc, non_zero_used, used = node.allocatable, node.non_zero_requested, node.requested
         strategy = self.strategy
-        for name, weight, adds, non_zero in self._request(state, pod).scoring:
+        if strategy == "LeastAllocated":
+            for name, weight, adds, non_zero in req.scoring:
+                capacity = alloc.get(name, 0)
+                if capacity == 0:
+                    continue
+                requested = (non_zero_used if non_zero else used).get(name, 0) + adds
+                if requested <= capacity:
+                    total += (capacity - requested) * MAX_NODE_SCORE // capacity * weight
+                weights += weight
+            return total // weights if weights else 0
+        for name, weight, adds, non_zero in req.scoring:
             capacity = alloc.get(name, 0)
             if capacity == 0:
                 continue
-            requested = (node.non_zero_requested if non_zero else node.requested).get(
-                name, 0) + adds
-            if strategy == "LeastAllocated":
-                value = 0 if requested > capacity else \
-                    (capacity - requested) * MAX_NODE_SCORE // capacity
-            elif strategy == "MostAllocated":
+            requested = (non_zero_used if non_zero else used).get(name, 0) + adds
+            if strategy == "MostAllocated":
                 value = min(requested, capacity) * MAX_NODE_SCORE // capacity
             else:
                 utilization = 100 if requested > capacity else requested * 100 // capacity

@@ -3,16 +3,21 @@ that are not tolerated lower a node's score."""
 
 from __future__ import annotations
 
-from pilothouse.interfaces.scheduler import CycleState, NodeInfo, Status
+import operator
+from collections.abc import Hashable
+
+from pilothouse.interfaces.scheduler import CycleState, NodeInfo, Status, freeze
 
 from pilothouse_sched_default._helpers import default_normalize, first_untolerated, tolerated
 
 _KEY = "TaintToleration"
 _OK = Status()
+_taints_of = operator.attrgetter("taints")
 
 
 class TaintToleration:
-    """Filter + PreScore + Score (normalized, reversed: fewer intolerable taints is better)."""
+    """Filter + PreScore + Score (normalized, reversed: fewer intolerable taints is better)
+    + Sign (the pod's tolerations)."""
 
     def filter(self, state: CycleState, pod: dict, node: NodeInfo) -> Status:
         taints = node.taints
@@ -26,7 +31,8 @@ class TaintToleration:
             resolvable=False)
 
     def pre_score(self, state: CycleState, pod: dict, nodes: list[NodeInfo]) -> Status:
-        if not any(t.get("effect") == "PreferNoSchedule" for n in nodes for t in n.taints):
+        if not any(map(_taints_of, nodes)) or not any(
+                t.get("effect") == "PreferNoSchedule" for n in nodes for t in n.taints):
             return Status.skip()  # every node would score the same
         tolerations = [t for t in (pod.get("spec") or {}).get("tolerations") or []
                        if (t.get("effect") or "PreferNoSchedule") == "PreferNoSchedule"]
@@ -44,6 +50,9 @@ class TaintToleration:
     def normalize_scores(self, state: CycleState, pod: dict,
                          scores: dict[str, int]) -> dict[str, int]:
         return default_normalize(scores, reverse=True)
+
+    def sign(self, state: CycleState, pod: dict) -> Hashable:
+        return freeze((pod.get("spec") or {}).get("tolerations") or [])
 
     def events_to_register(self) -> list[str]:
         return ["Node/Add", "Node/UpdateTaint"]

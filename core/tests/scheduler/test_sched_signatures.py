@@ -1,0 +1,378 @@
+"""Pod scheduling signatures: per-node reuse of Filter and Score results (Sign), with
+hand-written plugins; NodeInfo generations; freeze."""
+
+import asyncio
+import random
+
+import pytest
+
+from pilothouse.interfaces.scheduler import (Code, CycleState, NodeInfo, Sign, Status, freeze,
+                                             pod_requests)
+from pilothouse.scheduler import Framework, ProfilePlugin
+from pilothouse.scheduler._cache import Cache
+from pilothouse.scheduler._framework import SIGNATURE_KEY
+from pilothouse.scheduler.testing import CycleRunner, node, pod
+
+
+class Fit:
+    """Filter + Score + Sign on cpu: fits when the request fits the room left; scores the
+    room left (0..100); optional taint check (``dedicated`` taints need a toleration)."""
+
+    def __init__(self, calls=None):
+        self.calls = calls if calls is not None else []
+
+    def filter(self, state, pod, node):
+        self.calls.append(("filter", node.name))
+        want = pod_requests(pod).get("cpu", 0)
+        for taint in node.taints:
+            if not any(t.get("key") == taint["key"] for t in pod["spec"].get("tolerations") or []):
+                return Status.unschedulable(f"node(s) had untolerated taint {taint['key']}")
+        if node.labels.get("tier") == "broken":
+            return Status.unschedulable("node(s) are broken", resolvable=False)
+        if want > node.allocatable.get("cpu", 0) - node.requested.get("cpu", 0):
+            return Status.unschedulable("Insufficient cpu")
+        return Status()
+
+    def score(self, state, pod, node):
+        self.calls.append(("score", node.name))
+        alloc = node.allocatable.get("cpu", 0) or 1
+        return max(0, (alloc - node.requested.get("cpu", 0)) * 100 // alloc)
+
+    def normalize_scores(self, state, pod, scores):
+        return scores
+
+    def sign(self, state, pod):
+        return pod_requests(pod).get("cpu", 0), freeze(pod["spec"].get("tolerations") or [])
+
+
+class Zone:
+    """Score + Sign: prefers the zone named in the pod's ``zone`` label (normalized x2)."""
+
+    def score(self, state, pod, node):
+        return 50 if node.labels.get("zone") == pod["metadata"]["labels"].get("zone") else 0
+
+    def normalize_scores(self, state, pod, scores):
+        return {n: 2 * s for n, s in scores.items()}
+
+    def sign(self, state, pod):
+        return pod["metadata"]["labels"].get("zone")
+
+
+class NoSign:
+    """The same Score, without Sign (a third-party plugin written for 0.1)."""
+
+    score, normalize_scores = Zone.score, Zone.normalize_scores
+
+
+class Refuses(Zone):
+    def sign(self, state, pod):
+        return None
+
+
+_n = [0]
+
+
+def mkpod(cpu="500m", zone="a", tolerations=None, name=None):
+    _n[0] += 1
+    p = pod(name or f"p{_n[0]}", cpu=cpu, labels={"zone": zone}, tolerations=tolerations)
+    p["metadata"]["uid"] = f"uid-{_n[0]}"
+    p["spec"]["priority"] = 0
+    return p
+
+
+def cluster(runner, count=150):
+    for i in range(count):
+        taints = [{"key": "dedicated", "value": "x", "effect": "NoSchedule"}] if i % 7 == 0 \
+            else None
+        runner.add_node(node(f"n{i}", cpu=str(2 + i % 3), labels={"zone": "abc"[i % 3]},
+                             taints=taints))
+
+
+def workload():
+    rng = random.Random(7)
+    pods = []
+    for i in range(400):
+        kind = rng.random()
+        if kind < 0.6:
+            pods.append(mkpod("500m", rng.choice("abc")))
+        elif kind < 0.8:
+            pods.append(mkpod("1", "a", tolerations=[{"key": "dedicated", "operator": "Exists"}]))
+        elif kind < 0.95:
+            pods.append(mkpod("1500m", "b"))
+        else:
+            pods.append(mkpod("9", "c"))  # fits nowhere: the message counts every node
+    return pods
+
+
+def run_sequence(plugins_factory, reuse, pods, mutate=None):
+    random.seed(1234)  # select_host breaks ties at random: same draws in both runs
+    calls = []
+    runner = CycleRunner(plugins_factory(calls), reuse=reuse)
+    cluster(runner)
+    out = []
+    for i, p in enumerate(pods):
+        if mutate is not None:
+            mutate(runner, i)
+        out.append(runner.schedule(p))
+    return out, calls, runner
+
+
+def default_plugins(calls):
+    return [ProfilePlugin("Fit", Fit(calls), weight=2), ProfilePlugin("Zone", Zone())]
+
+
+def test_reuse_gives_the_same_placements_and_messages_with_far_fewer_calls():
+    pods = workload()
+    with_reuse, calls_reuse, runner = run_sequence(default_plugins, True, pods)
+    without, calls_plain, _ = run_sequence(default_plugins, False, pods)
+    assert with_reuse == without
+    assert any(r.startswith("0/150 nodes are available") for r in without)
+    assert runner.framework.signers is not None
+    assert len(calls_reuse) < len(calls_plain) / 3
+
+
+def test_node_changes_invalidate_their_entries():
+    """Pods added and removed, labels, taints and allocatable changed between cycles: the
+    same answers as without reuse, because each change gives the node a new generation."""
+    def mutate(runner, i):
+        if i % 25 == 3:
+            runner.add_node(node(f"n{i % 150}", cpu="8", labels={"zone": "c", "tier": "x"}))
+        if i % 25 == 9:  # taint added
+            runner.add_node(node(f"n{(i * 7) % 150}", cpu="3", labels={"zone": "a"},
+                                 taints=[{"key": "dedicated", "effect": "NoSchedule"}]))
+        if i % 25 == 14:  # label that makes Filter fail
+            runner.add_node(node(f"n{(i * 11) % 150}", labels={"zone": "b", "tier": "broken"}))
+        if i % 25 == 20:  # allocatable shrinks below what is there
+            runner.add_node(node(f"n{(i * 13) % 150}", cpu="1", labels={"zone": "a"}))
+        if i % 40 == 30:  # a pod of another scheduler lands on a node
+            other = mkpod("1")
+            other["spec"]["nodeName"] = f"n{(i * 3) % 150}"
+            runner.add_pod(other)
+        if i % 50 == 45:  # node removed, then back (a fresh NodeInfo)
+            runner.remove_node(node(f"n{(i * 17) % 150}"))
+        if i % 50 == 47:
+            j = ((i - 2) * 17) % 150
+            runner.add_node(node(f"n{j}", cpu=str(2 + j % 3), labels={"zone": "abc"[j % 3]}))
+    pods = workload()
+    with_reuse, _, _ = run_sequence(default_plugins, True, pods, mutate)
+    without, _, _ = run_sequence(default_plugins, False, pods, mutate)
+    assert with_reuse == without
+
+
+def test_a_changed_node_is_filtered_and_scored_again_and_only_it():
+    calls = []
+    runner = CycleRunner([ProfilePlugin("Fit", Fit(calls))])
+    for i in range(3):
+        runner.add_node(node(f"n{i}", cpu="4"))
+    tolerate = [{"key": "k", "operator": "Exists"}]
+    first = runner.schedule(mkpod(tolerations=tolerate))
+    assert sorted(calls) == sorted([(k, f"n{i}") for k in ("filter", "score") for i in range(3)])
+    calls.clear()
+    last = runner.schedule(mkpod(tolerations=tolerate))
+    assert sorted(calls) == [("filter", first), ("score", first)]  # only it changed
+    for change in (dict(labels={"tier": "x"}),
+                   dict(taints=[{"key": "k", "effect": "NoSchedule"}]),
+                   dict(cpu="6")):
+        calls.clear()
+        runner.add_node(node("n2", **change))
+        placed = runner.schedule(mkpod(tolerations=tolerate))
+        assert ("filter", "n2") in calls and ("score", "n2") in calls
+        assert {n for _, n in calls} <= {"n2", last}  # the changed node, the last placement
+        last = placed
+
+
+def test_a_plugin_that_returns_none_or_does_not_sign_disables_reuse():
+    for extra in (Refuses(), NoSign()):
+        calls = []
+        runner = CycleRunner([ProfilePlugin("Fit", Fit(calls)), ProfilePlugin("X", extra)])
+        for i in range(5):
+            runner.add_node(node(f"n{i}"))
+        runner.schedule(mkpod())
+        runner.schedule(mkpod())
+        assert [c for c in calls if c[0] == "filter"].count(("filter", "n4")) == 2
+    assert not isinstance(NoSign(), Sign)
+    assert CycleRunner([ProfilePlugin("X", NoSign())]).framework.signers is None
+
+
+def test_a_plugin_without_sign_is_fine_when_it_neither_filters_nor_scores():
+    class Bind:
+        async def bind(self, state, pod, node, client):
+            return Status()
+    fw = Framework("p", [ProfilePlugin("Fit", Fit()), ProfilePlugin("B", Bind()),
+                         ProfilePlugin("Z", NoSign(), weight=0)])
+    assert fw.signers is not None and [s[0] for s in fw.signers] == ["Fit"]
+
+
+def test_a_skipped_filter_only_plugin_is_not_asked():
+    asked = []
+
+    class Skipper:
+        def pre_filter(self, state, pod, nodes):
+            return Status.skip()
+
+        def filter(self, state, pod, node):
+            raise AssertionError("skipped")
+
+        def sign(self, state, pod):
+            asked.append("Skipper")
+            return None  # would disable reuse if asked
+    runner = CycleRunner([ProfilePlugin("S", Skipper()), ProfilePlugin("Fit", Fit())])
+    runner.add_node(node("n1"))
+    state = CycleState()
+    assert asyncio.run(runner.framework.run_pre_filter(state, mkpod(), [])).ok
+    assert asked == [] and state.get(SIGNATURE_KEY) is not None
+
+
+def test_sign_errors_and_unhashable_fragments_only_disable_reuse(caplog):
+    class Boom(Zone):
+        def sign(self, state, pod):
+            raise RuntimeError("boom")
+
+    class Unhashable(Zone):
+        def sign(self, state, pod):
+            return ["a list"]
+    for plugin in (Boom(), Unhashable()):
+        runner = CycleRunner([ProfilePlugin("Fit", Fit()), ProfilePlugin("X", plugin)])
+        runner.add_node(node("n1"))
+        state = CycleState()
+        assert asyncio.run(runner.framework.run_pre_filter(state, mkpod(), [])).ok
+        assert state.get(SIGNATURE_KEY) is None
+        assert runner.schedule(mkpod()) == "n1"
+
+
+def test_nominated_pods_bypass_stored_results():
+    """A node with a pod nominated to it is filtered with that pod every cycle (and then
+    without), never from a stored status."""
+    calls = []
+    runner = CycleRunner([ProfilePlugin("Fit", Fit(calls))])
+    runner.add_node(node("n1", cpu="1"))
+    runner.add_node(node("n2", cpu="1"))
+    runner.schedule(mkpod("300m"), assume=False)  # stores both nodes' results
+    big = mkpod("900m")
+    big["spec"]["priority"] = 10
+    runner.nominate(big, "n1")
+    calls.clear()
+    assert runner.schedule(mkpod("300m"), assume=False) == "n2"
+    assert ("filter", "n1") in calls and ("filter", "n2") not in calls
+    calls.clear()
+    assert runner.schedule(mkpod("300m"), assume=False) == "n2"
+    assert calls.count(("filter", "n1")) == 1  # again: with the nominated pod, it fails
+    runner.scheduler.queue.nominator.delete(big)
+    calls.clear()
+    runner.schedule(mkpod("300m"), assume=False)
+    assert ("filter", "n1") in calls  # its entry was dropped while nominated
+
+
+def test_prescore_skip_and_normalize_still_run_every_cycle():
+    normalized, skip = [], [False]
+
+    class Tracked(Zone):
+        def pre_score(self, state, pod, nodes):
+            return Status.skip() if skip[0] else Status()
+
+        def normalize_scores(self, state, pod, scores):
+            normalized.append(dict(scores))
+            return {n: 2 * s for n, s in scores.items()}
+    runner = CycleRunner([ProfilePlugin("Fit", Fit()), ProfilePlugin("Z", Tracked(), weight=5)])
+    for i in range(4):
+        runner.add_node(node(f"n{i}", labels={"zone": "b" if i == 3 else "a"}))
+    assert runner.schedule(mkpod(zone="b"), assume=False) == "n3"
+    assert runner.schedule(mkpod(zone="b"), assume=False) == "n3"
+    assert len(normalized) == 2 and normalized[0] == normalized[1]
+    skip[0] = True  # now the zone no longer counts: Fit's scores (all equal) decide
+    results = {runner.schedule(mkpod(zone="b"), assume=False) for _ in range(30)}
+    assert len(normalized) == 2 and len(results) > 1
+
+
+def test_error_statuses_are_not_stored():
+    calls = []
+
+    class Flaky(Fit):
+        def filter(self, state, pod, node):
+            self.calls.append(("filter", node.name))
+            return Status.error("temporary")
+    runner = CycleRunner([ProfilePlugin("F", Flaky(calls))])
+    runner.add_node(node("n1"))
+    fw = runner.framework
+    for _ in range(2):
+        state = CycleState()
+        asyncio.run(fw.run_pre_filter(state, mkpod(), []))
+        feasible, statuses = asyncio.run(fw.find_feasible(
+            state, mkpod(), runner.scheduler.snapshot.nodes or [NodeInfo(node("n1"))],
+            runner.scheduler.queue.nominator, 0))
+        assert statuses["n1"].code is Code.ERROR
+    assert calls == [("filter", "n1")] * 2
+
+
+def test_signatures_are_kept_in_a_bounded_lru():
+    runner = CycleRunner([ProfilePlugin("Fit", Fit())], settings={"signatureCacheSize": 3})
+    runner.add_node(node("n1", cpu="64"))
+    for cpu in ("1", "2", "3", "1", "4"):
+        runner.schedule(mkpod(cpu), assume=False)
+    kept = list(runner.framework._results)
+    assert len(kept) == 3
+    assert [k[0][1][0] for k in kept] == [3000, 1000, 4000]  # 2 was least recently used
+
+
+def test_what_if_paths_never_read_stored_results():
+    calls = []
+    runner = CycleRunner([ProfilePlugin("Fit", Fit(calls))])
+    runner.add_node(node("n1"))
+    runner.schedule(mkpod(), assume=False)
+    calls.clear()
+    runner.scheduler.cache.update_snapshot(runner.scheduler.snapshot)
+    info = runner.scheduler.snapshot.get("n1")
+    state = CycleState()
+    p = mkpod()
+    asyncio.run(runner.framework.run_pre_filter(state, p, [info]))
+    assert state.get(SIGNATURE_KEY) is not None
+    handle = runner.framework.handle
+    assert handle.run_filter_plugins(state, p, info).ok
+    assert handle.run_filter_plugins(state.clone(), p, info.clone()).ok
+    assert calls == [("filter", "n1")] * 2
+
+
+# ---------------------------------------------------------------- generations, freeze
+
+
+def test_generations_are_unique_across_nodeinfos_and_kept_by_clone():
+    obj = node("g1")
+    a, b = NodeInfo(obj), NodeInfo(obj)
+    assert a.generation != b.generation and a == b  # equality is about content
+    c = a.clone()
+    assert c.generation == a.generation
+    c.add_pod(mkpod())
+    a.add_pod(mkpod())
+    assert len({a.generation, b.generation, c.generation}) == 3
+    before = a.generation
+    a.set_node(obj)
+    assert a.generation > before
+    assert (a.name, a.labels, a.taints) == ("g1", {"kubernetes.io/hostname": "g1"}, [])
+
+
+def test_a_deleted_and_re_added_node_never_repeats_a_generation():
+    cache = Cache()
+    cache.add_node(node("r1"))
+    seen = {cache.infos["r1"].generation}
+    cache.remove_node(node("r1"))
+    cache.add_node(node("r1"))
+    assert cache.infos["r1"].generation not in seen
+
+
+def test_freeze():
+    assert freeze({"a": 1, "b": [1, 2]}) == freeze({"b": [1, 2], "a": 1})
+    assert freeze([1, 2]) != freeze([2, 1])
+    assert freeze({"a": True}) != freeze({"a": 1}) != freeze({"a": 1.0})
+    assert freeze(["bool", 1]) != freeze(True)
+    assert freeze({"a": [1]}) != freeze({"a": {"1": None}}) and freeze({}) != freeze([])
+    hash(freeze([{"key": "k", "operator": "Exists", "tolerationSeconds": 300}, None, "x"]))
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_unschedulable_message_counts_every_node(reuse):
+    runner = CycleRunner([ProfilePlugin("Fit", Fit())], reuse=reuse)
+    for i in range(120):
+        runner.add_node(node(f"m{i}", cpu="1", labels={"tier": "broken"} if i < 20 else None))
+    for _ in range(2):
+        assert runner.schedule(mkpod("2")) == \
+            "0/120 nodes are available: 100 Insufficient cpu, 20 node(s) are broken."

@@ -1,0 +1,180 @@
+"""Sign fragments of the default plugins, and whole profiles scheduling the same pods with
+and without per-node result reuse (pilothouse.scheduler.testing.CycleRunner)."""
+
+import random
+
+from pilothouse.interfaces.scheduler import CycleState, Sign
+from pilothouse.scheduler import ProfilePlugin
+from pilothouse.scheduler.testing import CycleRunner
+from pilothouse.scheduler.testing import node as node_api_obj
+
+from pilothouse_sched_default import (DefaultBinder, DefaultPreemption, ImageLocality,
+                                      NodeAffinity, NodeName, NodeResourcesFit,
+                                      NodeUnschedulable, PrioritySort, TaintToleration)
+from sched_testlib import pod
+
+IMAGE = "registry.local/big:1"
+IMAGE2 = "registry.local/huge:2"
+
+
+def signed(plugin, p):
+    state = CycleState()
+    if hasattr(plugin, "pre_filter"):
+        plugin.pre_filter(state, p, [])
+    return plugin.sign(state, p)
+
+
+def test_node_name_and_node_unschedulable():
+    assert signed(NodeName(), pod("a")) == signed(NodeName(), pod("b")) == ""
+    assert signed(NodeName(), pod("a", node_name="n1")) == "n1"
+    cordon = [{"key": "node.kubernetes.io/unschedulable", "operator": "Exists"}]
+    assert signed(NodeUnschedulable(), pod("a")) is False
+    assert signed(NodeUnschedulable(), pod("a", tolerations=cordon)) is True
+
+
+def test_node_resources_fit_signs_the_request_vector():
+    fit = NodeResourcesFit()
+    assert signed(fit, pod("a", cpu="100m", memory="1Gi")) == \
+        signed(fit, pod("b", cpu="100m", memory="1Gi", labels={"x": "y"}))
+    assert signed(fit, pod("a", cpu="100m")) != signed(fit, pod("a", cpu="200m"))
+    # request-less and explicit zero requests filter and score alike (scoring defaults)
+    assert signed(fit, pod("a")) == signed(fit, pod("a", cpu="0", memory="0"))
+    assert signed(fit, pod("a")) != signed(fit, pod("a", cpu="100m"))  # filter differs
+    assert signed(fit, pod("a", extra_requests={"example.com/gpu": "1"})) != signed(fit, pod("a"))
+
+
+def test_node_affinity_and_taint_toleration_sign_their_pod_fields():
+    na, tt = NodeAffinity(), TaintToleration()
+    assert signed(na, pod("a", node_selector={"disk": "ssd", "zone": "a"})) == \
+        signed(na, pod("b", node_selector={"zone": "a", "disk": "ssd"}))
+    assert signed(na, pod("a", node_selector={"disk": "ssd"})) != signed(na, pod("a"))
+    pref = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 5, "preference": {"matchExpressions": [
+            {"key": "disk", "operator": "In", "values": ["ssd"]}]}}]}}
+    assert signed(na, pod("a", affinity=pref)) != signed(na, pod("a"))
+    tol = [{"key": "k", "operator": "Exists", "effect": "NoSchedule"}]
+    assert signed(tt, pod("a", tolerations=tol)) == signed(tt, pod("b", tolerations=tol))
+    assert signed(tt, pod("a", tolerations=tol)) != signed(tt, pod("a"))
+
+
+class FakeHandle:
+    def __init__(self, counts, total):
+        self.counts, self.total = counts, total
+
+    def node_infos(self):
+        return [None] * self.total
+
+    def nodes_with_image(self, image):
+        return self.counts.get(image, 0)
+
+
+def test_image_locality_signs_images_and_their_spread():
+    il = ImageLocality()
+    assert signed(il, pod("a")) is None  # no handle: spread over the feasible nodes
+    il.set_handle(FakeHandle({IMAGE: 2}, 10))
+    a = signed(il, pod("a", image=IMAGE))
+    assert a == signed(il, pod("b", image=IMAGE)) != signed(il, pod("a"))
+    il.set_handle(FakeHandle({IMAGE: 3}, 10))
+    assert signed(il, pod("a", image=IMAGE)) != a  # one more node holds it
+    il.set_handle(FakeHandle({IMAGE: 2}, 11))
+    assert signed(il, pod("a", image=IMAGE)) != a  # one more node in the cluster
+
+
+def test_every_filter_and_score_plugin_here_signs_and_the_others_need_not():
+    for plugin in (NodeName(), NodeUnschedulable(), NodeResourcesFit(), NodeAffinity(),
+                   TaintToleration(), ImageLocality()):
+        assert isinstance(plugin, Sign), type(plugin).__name__
+    for plugin in (PrioritySort(), DefaultBinder(), DefaultPreemption()):
+        assert not isinstance(plugin, Sign)
+
+
+# ------------------------------------------------------------------ whole profiles
+
+
+def profile():
+    return [ProfilePlugin("PrioritySort", PrioritySort()),
+            ProfilePlugin("NodeUnschedulable", NodeUnschedulable()),
+            ProfilePlugin("NodeName", NodeName()),
+            ProfilePlugin("TaintToleration", TaintToleration(), 3),
+            ProfilePlugin("NodeAffinity", NodeAffinity(), 2),
+            ProfilePlugin("NodeResourcesFit", NodeResourcesFit(), 1),
+            ProfilePlugin("DefaultPreemption", DefaultPreemption()),
+            ProfilePlugin("ImageLocality", ImageLocality(), 1),
+            ProfilePlugin("DefaultBinder", DefaultBinder())]
+
+
+def node_obj(i, variant=0):
+    rng = random.Random(i * 31 + variant)
+    taints = []
+    if i % 9 == 0:
+        taints.append({"key": "dedicated", "value": "gpu", "effect": "NoSchedule"})
+    if i % 5 == 0:
+        taints.append({"key": "spot", "effect": "PreferNoSchedule"})
+    labels = {"topology.kubernetes.io/zone": f"z{i % 3}",
+              "disk": rng.choice(["ssd", "hdd"]), "rank": str(i % 10)}
+    images = [(IMAGE, 400 * 1024 * 1024)] if i % 4 == 0 else []
+    if i % 3 == 1:
+        images.append((IMAGE2, 900 * 1024 * 1024))
+    if i % 17 == 0:  # cordoned, and the roomiest: pods tolerating that go there
+        return node_api_obj(f"n{i}", cpu="16", memory="32Gi", labels=labels,
+                            unschedulable=True)
+    return node_api_obj(f"n{i}", cpu=str(rng.choice([2, 4, 8])),
+                        memory=rng.choice(["4Gi", "8Gi"]), pods=rng.choice([5, 110]),
+                        labels=labels, taints=taints, images=images)
+
+
+def pods_mix(count=300):
+    rng = random.Random(11)
+    gpu = [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]
+    spot = [{"key": "spot", "operator": "Exists"}]
+    cordon = [{"key": "node.kubernetes.io/unschedulable", "operator": "Exists"}]
+    prefer = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 20, "preference": {"matchExpressions": [
+            {"key": "disk", "operator": "In", "values": ["ssd"]}]}}]}}
+    require = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "rank", "operator": "Gt", "values": ["6"]}]}]}}}
+    # mostly the same requests, so that only the other fields tell the signatures apart
+    small = dict(cpu="250m", memory="256Mi")
+    shapes = [small, dict(cpu="1", memory="1Gi"), dict(small, tolerations=gpu),
+              dict(small, tolerations=spot), dict(small, tolerations=gpu + spot),
+              dict(small, node_selector={"disk": "ssd"}), dict(small, affinity=prefer),
+              dict(small, affinity=require), dict(small, image=IMAGE),
+              dict(small, image=IMAGE2), dict(small, tolerations=cordon), dict(), dict(cpu="64"),
+              dict(small, node_selector={"disk": "nvme"})]
+    out = []
+    for i in range(count):
+        shape = dict(rng.choice(shapes))
+        p = pod(f"p{i}", **shape)
+        p["spec"]["priority"] = 0
+        if i % 37 == 0:
+            p["spec"]["nodeName"] = f"n{i % 120}"
+        out.append(p)
+    return out
+
+
+def run(reuse, pods, mutate=True):
+    random.seed(99)
+    runner = CycleRunner(profile(), reuse=reuse)
+    for i in range(120):
+        runner.add_node(node_obj(i))
+    out = []
+    for i, p in enumerate(pods):
+        if mutate and i % 20 == 10:
+            runner.add_node(node_obj(i % 120, variant=i))  # labels, taints, size change
+        if mutate and i % 45 == 30:
+            runner.remove_node(node_obj(i % 120))
+        if mutate and i % 45 == 40:
+            runner.add_node(node_obj((i - 10) % 120))
+        out.append(runner.schedule(p))
+    return out, runner
+
+
+def test_default_plugins_place_the_same_with_and_without_reuse():
+    pods = pods_mix()
+    with_reuse, runner = run(True, pods)
+    without, _ = run(False, pods)
+    assert with_reuse == without
+    assert runner.framework.signers is not None and runner.framework._results
+    assert any(r.startswith("0/") for r in without)  # some messages compared too
+    assert sum(not r.startswith("0/") for r in without) > 100
