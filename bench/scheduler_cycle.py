@@ -4,7 +4,7 @@ binding.
 
     python bench/scheduler_cycle.py [--nodes N] [--pods P] [--anti [FRACTION]]
                                     [--without PLUGIN,...] [--percentage-of-nodes-to-score PCT]
-                                    [--profile] [--top K]
+                                    [--no-reuse] [--profile] [--top K]
 
 What it measures: the scheduler host's own work for each pod, as ``Scheduler._schedule_one``
 does it, on the default profile built by ``Scheduler.from_config`` (entry points of
@@ -25,6 +25,10 @@ no images); the pods are scheduler_perf's default pod (one container, requests =
 (default 0.25) of them required pod anti-affinity on ``kubernetes.io/hostname`` against each
 other (label ``color=anti``), like ``bench/scheduler.py --case anti``. ``--without`` drops
 plugins from the profile (e.g. ``--without InterPodAffinity,PodTopologySpread``).
+``--no-reuse`` turns off pod scheduling signatures (``signatureCacheSize: 0``; per-node
+reuse of Filter and Score results, :class:`pilothouse.interfaces.scheduler.Sign`), which
+engage only when every Filter and weighted Score plugin of the profile signs the pod; the
+first line printed says whether they can.
 
 Garbage collection is tuned as the component processes tune it (``pilothouse._aio``:
 freeze start-up objects, thresholds 50,000/50/100). Figures are CPU time
@@ -102,7 +106,8 @@ def bench_pod(i: int, anti: bool) -> dict:
 
 def build(args) -> Scheduler:
     doc: dict = {"components": {"scheduler": {
-        "percentageOfNodesToScore": args.percentage_of_nodes_to_score}}}
+        "percentageOfNodesToScore": args.percentage_of_nodes_to_score,
+        "signatureCacheSize": 0 if args.no_reuse else 32}}}
     without = {n for n in (args.without or "").split(",") if n}
     if without:
         plugins = parse_config({}).raw["scheduler"]["profiles"][0]["plugins"]
@@ -170,6 +175,8 @@ def main(argv=None) -> None:
     p.add_argument("--without", default="", metavar="PLUGIN,...",
                    help="drop these plugins from the default profile")
     p.add_argument("--percentage-of-nodes-to-score", type=int, default=0)
+    p.add_argument("--no-reuse", action="store_true",
+                   help="no pod scheduling signatures (per-node result reuse)")
     p.add_argument("--profile", action="store_true", help="run under cProfile")
     p.add_argument("--top", type=int, default=25, help="rows of the profile to print")
     args = p.parse_args(argv)
@@ -184,7 +191,11 @@ def main(argv=None) -> None:
     gc.set_threshold(50_000, 50, 100)
     fw = sched.frameworks["default-scheduler"]
     want = fw.num_feasible_nodes_to_find(args.nodes, args.percentage_of_nodes_to_score)
-    print(f"profile: {', '.join(p.name for p in fw.plugins)}")
+    unsigned = [p.name for p in fw.plugins if p.name in {n for n, _ in fw.filter}
+                | {s[0] for s in fw.score} and not hasattr(p.plugin, "sign")]
+    reuse = "off (--no-reuse)" if args.no_reuse else \
+        f"off: {', '.join(unsigned)} do not sign" if unsigned else "on"
+    print(f"profile: {', '.join(p.name for p in fw.plugins)}; signature reuse {reuse}")
     print(f"{args.nodes} nodes, {args.pods} pods"
           + (f" ({100 * args.anti:.0f}% with required anti-affinity)" if args.anti else "")
           + f", {want} feasible nodes to find per pod; setup {setup:.1f} s CPU")
