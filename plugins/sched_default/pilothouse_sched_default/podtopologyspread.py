@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Hashable
 from typing import Any
 
 from pilothouse.interfaces.scheduler import (MAX_NODE_SCORE, CycleState, Handle, NodeInfo,
@@ -38,6 +39,11 @@ SYSTEM_DEFAULTS = [
 ]
 _FILTER_KEY = "PodTopologySpread/filter"
 _SCORE_KEY = "PodTopologySpread/score"
+#: The default constraints' selector for this cycle's pod (computed once per cycle).
+_DEFAULT_SELECTOR_KEY = "PodTopologySpread/default-selector"
+#: Name of the Services-by-namespace index this plugin adds to the shared informer.
+_SERVICE_NS_INDEX = "pilothouse_sched_default/namespace"
+_NONE_SIGNATURE = ("none",)
 _OK = Status()
 _SKEW_FAIL = Status.unschedulable(ERR_CONSTRAINTS)
 _LABEL_FAIL = Status.unschedulable(ERR_MISSING_LABEL, resolvable=False)
@@ -99,6 +105,22 @@ class _FilterState:
         self.mins, self.domains = mins, domains
 
 
+class _Cached:
+    """A CycleState value computed once per cycle; clones to itself (it never changes)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def clone(self) -> "_Cached":
+        return self
+
+
+def _service_namespace(svc: dict) -> list[str]:
+    return [svc["metadata"].get("namespace") or "default"]
+
+
 @dataclasses.dataclass
 class _ScoreState:
     constraints: list[Constraint]
@@ -145,6 +167,10 @@ class PodTopologySpread:
             self._listers = {"Service": handle.informer("v1", "Service"),
                              "ReplicaSet": handle.informer("apps/v1", "ReplicaSet"),
                              "StatefulSet": handle.informer("apps/v1", "StatefulSet")}
+            services = self._listers["Service"]
+            if hasattr(services, "add_index") and \
+                    _SERVICE_NS_INDEX not in getattr(services, "indexers", {}):
+                services.add_index(_SERVICE_NS_INDEX, _service_namespace)
 
     # ---------------------------------------------------------------- constraints
 
@@ -154,7 +180,12 @@ class PodTopologySpread:
         ns = pod_namespace(pod)
         labels = pod["metadata"].get("labels") or {}
         merged: dict[str, str] = {}
-        for svc in self._listers["Service"].list():
+        services = self._listers["Service"]
+        if _SERVICE_NS_INDEX in getattr(services, "indexers", {}):
+            in_ns = services.by_index(_SERVICE_NS_INDEX, ns)
+        else:
+            in_ns = services.list()
+        for svc in in_ns:
             if (svc["metadata"].get("namespace") or "default") != ns:
                 continue
             sel = (svc.get("spec") or {}).get("selector") or {}
@@ -173,7 +204,18 @@ class PodTopologySpread:
             return None
         return LabelSelector(tuple(reqs))
 
-    def _constraints(self, pod: dict, action: str) -> list[Constraint]:
+    def _cycle_default_selector(self, state: CycleState | None,
+                                pod: dict) -> LabelSelector | None:
+        if state is None:
+            return self._default_selector(pod)
+        cached = state.get(_DEFAULT_SELECTOR_KEY)
+        if cached is None:
+            cached = _Cached(self._default_selector(pod))
+            state.write(_DEFAULT_SELECTOR_KEY, cached)
+        return cached.value
+
+    def _constraints(self, pod: dict, action: str,
+                     state: CycleState | None = None) -> list[Constraint]:
         spec = pod.get("spec") or {}
         raw = spec.get("topologySpreadConstraints") or []
         labels = pod["metadata"].get("labels") or {}
@@ -192,7 +234,7 @@ class PodTopologySpread:
         defaults = [c for c in self._defaults if c.get("whenUnsatisfiable") == action]
         if not defaults:
             return []
-        sel = self._default_selector(pod)
+        sel = self._cycle_default_selector(state, pod)
         if sel is None:
             return []
         return [self._constraint(c, sel) for c in defaults]
@@ -207,7 +249,7 @@ class PodTopologySpread:
     # ---------------------------------------------------------------- filter
 
     def pre_filter(self, state: CycleState, pod: dict, nodes: list[NodeInfo]) -> Status:
-        constraints = self._constraints(pod, "DoNotSchedule")
+        constraints = self._constraints(pod, "DoNotSchedule", state)
         if not constraints:
             return Status.skip()
         required = RequiredNodeAffinity.of(pod)
@@ -274,10 +316,19 @@ class PodTopologySpread:
                 return _SKEW_FAIL
         return _OK
 
+    def sign(self, state: CycleState, pod: dict) -> Hashable | None:
+        """A constant when the pod has no constraints and no default constraints apply
+        (Filter passes every node, Score is 0); else None: counts span other nodes."""
+        if (pod.get("spec") or {}).get("topologySpreadConstraints"):
+            return None
+        if self._defaults and self._cycle_default_selector(state, pod) is not None:
+            return None
+        return _NONE_SIGNATURE
+
     # ---------------------------------------------------------------- score
 
     def pre_score(self, state: CycleState, pod: dict, nodes: list[NodeInfo]) -> Status:
-        constraints = self._constraints(pod, "ScheduleAnyway")
+        constraints = self._constraints(pod, "ScheduleAnyway", state)
         if not constraints:
             return Status.skip()
         # kube-scheduler ignores nodes missing a topology label, except for the System
