@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import json
+import re
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import aiohttp
 
 from pilothouse.model import errors
 from pilothouse.model.kinds import Kind, KindRegistry, builtin_registry, split_api_version
 
+from pilothouse.client import _http, _json
+
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
 APPLY = "application/apply-patch+yaml"
+_NEEDS_QUOTING = re.compile(r"[^A-Za-z0-9/%:@!$&'()*+,;=._~-]")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -51,16 +54,24 @@ class Client:
             else:
                 self._ssl = ssl.create_default_context(cafile=ca_file)
         self._timeout = timeout
+        self._pool = _http.Pool(self.url, self._ssl, limit=256)
+        head = {"Host": self._pool.host_header, **self._headers}
+        self._head = "".join(f"{k}: {v}\r\n" for k, v in head.items()).encode("latin-1")
+        self._body_heads: dict[str, bytes] = {}  # content type → its header line
         self._session: aiohttp.ClientSession | None = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
+        """An aiohttp session with the client's headers, for calls the client does not
+        cover (the client's own requests use a leaner transport)."""
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                headers=self._headers, connector=aiohttp.TCPConnector(limit=256, ssl=self._ssl))
+                headers=self._headers, connector=aiohttp.TCPConnector(limit=256, ssl=self._ssl),
+                timeout=aiohttp.ClientTimeout(total=self._timeout))
         return self._session
 
     async def close(self) -> None:
+        await self._pool.close()
         if self._session is not None:
             await self._session.close()
 
@@ -84,44 +95,71 @@ class Client:
         """Send one request; return the decoded JSON (or the text with ``raw``). Raises the
         :class:`~pilothouse.model.errors.StatusError` the server's Status describes, or
         :class:`~pilothouse.model.errors.ServiceUnavailable` when it cannot be reached."""
-        data = None
-        headers = {}
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = content_type
+        if body is None:
+            data = b"%s %s HTTP/1.1\r\n%s%s\r\n" % (
+                method.encode(), self._target(path, params), self._head,
+                b"Content-Length: 0\r\n" if method in ("POST", "PUT", "PATCH") else b"")
+        else:
+            payload = _json.dumps(body)
+            ctype = self._body_heads.get(content_type)
+            if ctype is None:
+                ctype = self._body_heads[content_type] = \
+                    f"Content-Type: {content_type}\r\n".encode("latin-1")
+            data = b"%s %s HTTP/1.1\r\n%s%sContent-Length: %d\r\n\r\n%s" % (
+                method.encode(), self._target(path, params), self._head, ctype, len(payload),
+                payload)
         try:
-            async with self.session.request(
-                    method, self.url + path, params=_params(params), data=data, headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=self._timeout)) as resp:
-                text = await resp.text()
-                if resp.status >= 400:
-                    raise _error(resp.status, text)
-                if raw:
-                    return text
-                return json.loads(text) if text else None
-        except aiohttp.ClientError as exc:
-            raise errors.ServiceUnavailable(f"cannot reach the API server at {self.url}: "
-                                            f"{exc}") from None
-        except asyncio.TimeoutError:
+            resp = await self._pool.request(data, self._timeout, head_only=method == "HEAD")
+        except TimeoutError:
             raise errors.Timeout(f"request to {self.url}{path} timed out") from None
+        except OSError as exc:
+            raise errors.ServiceUnavailable(f"cannot reach the API server at {self.url}: "
+                                            f"{_reason(exc)}") from None
+        if resp.status >= 400:
+            raise _error(resp.status, resp.text())
+        if raw:
+            return resp.text()
+        return _json.loads(resp.body) if resp.body else None
 
     async def stream(self, path: str, params: dict) -> AsyncIterator[dict]:
         """GET a watch stream and yield each decoded line."""
+        data = b"GET %s HTTP/1.1\r\n%s\r\n" % (self._target(path, params), self._head)
+        conn = None
         try:
-            async with self.session.get(self.url + path, params=_params(params),
-                                        timeout=aiohttp.ClientTimeout(
-                                            total=None, sock_connect=self._timeout)) as resp:
-                if resp.status >= 400:
-                    raise _error(resp.status, await resp.text())
-                buf = b""
-                async for chunk in resp.content.iter_any():
-                    buf += chunk
-                    while b"\n" in buf:
-                        line, buf = buf.split(b"\n", 1)
-                        if line.strip():
-                            yield json.loads(line)
-        except aiohttp.ClientError as exc:
-            raise errors.ServiceUnavailable(f"watch on {self.url}{path} broke: {exc}") from None
+            conn, resp = await self._pool.open_stream(data, self._timeout)
+            if resp.status >= 400:
+                resp.body = await conn.read_rest()
+                raise _error(resp.status, resp.text())
+            loads = _json.loads
+            tail = b""
+            async for chunk in conn.iter_body():
+                lines = chunk.split(b"\n")
+                if tail:
+                    lines[0] = tail + lines[0]
+                tail = lines.pop()  # the rest of an unfinished line, or b""
+                for line in lines:
+                    if line.strip():
+                        yield loads(line)
+        except OSError as exc:  # a connect timeout included
+            raise errors.ServiceUnavailable(f"watch on {self.url}{path} broke: "
+                                            f"{_reason(exc)}") from None
+        finally:
+            if conn is not None:
+                self._pool.release(conn)
+
+    def _target(self, path: str, params: dict | None) -> bytes:
+        """The request target: the path (percent-encoded where needed) and the query."""
+        target = self._pool.base_path + path
+        if _NEEDS_QUOTING.search(target):
+            target = quote(target, safe="/%:@!$&'()*+,;=-._~")
+        query = _params(params)
+        if query:
+            target += "?" + urlencode(query, quote_via=quote, safe="/:,!")
+        return target.encode("ascii")
+
+
+def _reason(exc: OSError) -> str:
+    return str(exc) or type(exc).__name__
 
 
 def _params(params: dict | None) -> dict | None:
@@ -132,12 +170,12 @@ def _params(params: dict | None) -> dict | None:
         if v is None:
             continue
         out[k] = ("true" if v else "false") if isinstance(v, bool) else str(v)
-    return out
+    return out or None
 
 
 def _error(status: int, text: str) -> errors.StatusError:
     try:
-        body = json.loads(text)
+        body = _json.loads(text)
         if isinstance(body, dict) and body.get("kind") == "Status":
             body.setdefault("code", status)
             return errors.StatusError.from_status(body)
