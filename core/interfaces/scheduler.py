@@ -44,7 +44,9 @@ Version history: appeared in 0.1. In 0.1 the framework also gained :class:`Handl
 :class:`HandleAware`, :class:`PreFilterExtensions`, :class:`EnqueueExtensions`, the
 :class:`NodeInfo` accounting methods and the resource helpers (:func:`pod_requests`,
 :func:`resource_amounts`, :func:`pod_priority`). 0.2 added :class:`Sign` (pod scheduling
-signatures: per-node reuse of Filter and Score results), :func:`freeze`, and made
+signatures: per-node reuse of Filter and Score results), :func:`freeze`,
+:meth:`Handle.node_infos_with_pod_affinity` and
+:meth:`Handle.node_infos_with_required_anti_affinity`, and made
 :attr:`NodeInfo.generation` unique across all NodeInfo objects of a process;
 ``NodeInfo.name``, ``labels`` and ``taints`` became plain attributes (same values, read
 faster in per-node loops).
@@ -490,6 +492,17 @@ class Handle(Protocol):
 
     def node_info(self, name: str) -> NodeInfo | None:
         """The snapshot's NodeInfo for ``name``, or None."""
+
+    def node_infos_with_pod_affinity(self) -> list[NodeInfo]:
+        """The snapshot's NodeInfos that have at least one pod with pod affinity or
+        anti-affinity (``pods_with_affinity`` not empty), in :meth:`node_infos` order. Kept
+        up to date as nodes change, so it costs O(result), not O(nodes): affinity plugins
+        use it to skip all work when no pod anywhere has affinity. Valid during a cycle; do
+        not change the list or its NodeInfos. Since 0.2."""
+
+    def node_infos_with_required_anti_affinity(self) -> list[NodeInfo]:
+        """Like :meth:`node_infos_with_pod_affinity`, for pods with *required* pod
+        anti-affinity (``pods_with_required_anti_affinity`` not empty). Since 0.2."""
 
     def nodes_with_image(self, image: str) -> int:
         """How many nodes of the snapshot report ``image`` (a name as in

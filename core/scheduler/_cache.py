@@ -35,18 +35,38 @@ class _PodState:
 
 
 class Snapshot:
-    """The nodes one scheduling cycle sees: ``nodes`` (list, stable order) and ``by_name``."""
+    """The nodes one scheduling cycle sees: ``nodes`` (list, stable order) and ``by_name``,
+    plus the nodes having pods with pod (anti-)affinity, kept incrementally."""
 
     def __init__(self) -> None:
         self.nodes: list[NodeInfo] = []
         self.by_name: dict[str, NodeInfo] = {}
         self._index: dict[str, int] = {}
+        self._affinity: dict[str, NodeInfo] = {}
+        self._anti: dict[str, NodeInfo] = {}
+        self._lists: dict[int, list[NodeInfo]] = {}
 
     def __len__(self) -> int:
         return len(self.nodes)
 
     def get(self, name: str) -> NodeInfo | None:
         return self.by_name.get(name)
+
+    def _ordered(self, which: dict[str, NodeInfo]) -> list[NodeInfo]:
+        cached = self._lists.get(id(which))
+        if cached is None:
+            index = self._index
+            cached = sorted(which.values(), key=lambda info: index[info.name])
+            self._lists[id(which)] = cached
+        return cached
+
+    def with_pod_affinity(self) -> list[NodeInfo]:
+        """NodeInfos with ``pods_with_affinity``, in ``nodes`` order."""
+        return self._ordered(self._affinity) if self._affinity else []
+
+    def with_required_anti_affinity(self) -> list[NodeInfo]:
+        """NodeInfos with ``pods_with_required_anti_affinity``, in ``nodes`` order."""
+        return self._ordered(self._anti) if self._anti else []
 
 
 class Cache:
@@ -177,12 +197,23 @@ class Cache:
         """Bring ``snap`` up to date, cloning only the nodes that changed."""
         if not self._dirty and not self._membership_changed:
             return
-        by_name = snap.by_name
+        by_name, affinity, anti = snap.by_name, snap._affinity, snap._anti
         for name in self._dirty:
             if name in self.real:
-                by_name[name] = self.infos[name].clone()
+                info = by_name[name] = self.infos[name].clone()
+                if info.pods_with_affinity:
+                    affinity[name] = info
+                else:
+                    affinity.pop(name, None)
+                if info.pods_with_required_anti_affinity:
+                    anti[name] = info
+                else:
+                    anti.pop(name, None)
             else:
                 by_name.pop(name, None)
+                affinity.pop(name, None)
+                anti.pop(name, None)
+        snap._lists.clear()
         if self._membership_changed:
             snap.nodes = [by_name[n] for n in self.real]
             snap._index = {n: i for i, n in enumerate(self.real)}

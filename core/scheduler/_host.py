@@ -106,6 +106,12 @@ class _Handle:
     def node_info(self, name: str) -> NodeInfo | None:
         return self._s.snapshot.get(name)
 
+    def node_infos_with_pod_affinity(self) -> list[NodeInfo]:
+        return self._s.snapshot.with_pod_affinity()
+
+    def node_infos_with_required_anti_affinity(self) -> list[NodeInfo]:
+        return self._s.snapshot.with_required_anti_affinity()
+
     def nodes_with_image(self, image: str) -> int:
         return self._s.cache.image_nodes.get(image, 0)
 

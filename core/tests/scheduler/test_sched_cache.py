@@ -130,3 +130,29 @@ def test_image_counts_follow_nodes():
     cache.update_node(node("n2", images=["redis:7"]))
     cache.remove_node(node("n1"))
     assert cache.image_nodes == {"redis:7": 1}
+
+
+def test_snapshot_lists_the_nodes_with_pod_affinity_incrementally():
+    cache, snap = Cache(), Snapshot()
+    for i in range(4):
+        cache.add_node(node(f"n{i}"))
+    anti = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"a": "b"}}, "topologyKey": "kubernetes.io/hostname"}]}}
+    soft = {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 1, "podAffinityTerm": {"labelSelector": {}, "topologyKey": "zone"}}]}}
+    cache.update_snapshot(snap)
+    assert snap.with_pod_affinity() == [] and snap.with_required_anti_affinity() == []
+    cache.add_pod(pod("x", node_name="n3", affinity=anti))
+    cache.add_pod(pod("y", node_name="n1", affinity=soft))
+    cache.add_pod(pod("z", node_name="n2"))
+    cache.update_snapshot(snap)
+    assert [i.name for i in snap.with_pod_affinity()] == ["n1", "n3"]
+    assert [i.name for i in snap.with_required_anti_affinity()] == ["n3"]
+    assert all(i is snap.get(i.name) for i in snap.with_pod_affinity())
+    cache.remove_pod(pod("x", node_name="n3"))
+    cache.remove_node(node("n1"))
+    cache.update_snapshot(snap)
+    assert snap.with_pod_affinity() == [] and snap.with_required_anti_affinity() == []
+    cache.add_node(node("n1"))
+    cache.update_snapshot(snap)
+    assert [i.name for i in snap.with_pod_affinity()] == ["n1"]  # its pod is still there

@@ -376,3 +376,19 @@ def test_unschedulable_message_counts_every_node(reuse):
     for _ in range(2):
         assert runner.schedule(mkpod("2")) == \
             "0/120 nodes are available: 100 Insufficient cpu, 20 node(s) are broken."
+
+
+def test_the_handle_lists_nodes_with_pod_affinity_from_the_snapshot():
+    runner = CycleRunner([ProfilePlugin("Fit", Fit())])
+    for i in range(3):
+        runner.add_node(node(f"n{i}"))
+    anti = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"a": "b"}}, "topologyKey": "kubernetes.io/hostname"}]}}
+    other = pod("other", affinity=anti)
+    other["spec"]["nodeName"] = "n2"
+    runner.add_pod(other)
+    runner.schedule(mkpod())
+    handle = runner.framework.handle
+    assert [i.name for i in handle.node_infos_with_pod_affinity()] == ["n2"]
+    assert handle.node_infos_with_required_anti_affinity() == \
+        [runner.scheduler.snapshot.get("n2")]
