@@ -56,6 +56,8 @@ class _Skipped:
 
 #: CycleState key holding the :class:`_Results` of the pod's signature (absent: no reuse).
 SIGNATURE_KEY = "pilothouse/signature"
+#: CycleState key: (the feasible list find_feasible returned, each node's entry or None).
+FEASIBLE_KEY = "pilothouse/feasible-entries"
 #: How many signatures keep their per-node results (least recently used dropped first).
 SIGNATURE_CACHE_SIZE = 32
 
@@ -344,22 +346,27 @@ class Framework:
         processed = 0
         order = itertools.chain(itertools.islice(nodes, start, None),
                                 itertools.islice(nodes, start))
+        found: list[_Entry | None] = []  # the entry of each feasible node (run_score)
         if not self.filter_async:
             skipped = state.get(SKIP_FILTER_KEY)
             filters = skipped.filters if skipped is not None else self.filter
             filter_node = self.filter_node
             success, skip_code, error = Code.SUCCESS, Code.SKIP, Code.ERROR
-            for node in order:
-                processed += 1
+            results_get = results.get if results is not None else None
+            left = want
+            for processed, node in enumerate(order, 1):
                 name = node.name
-                nominated = by_node.get(name) if by_node else None
-                if nominated:
+                entry = None
+                if by_node and by_node.get(name):
                     if results is not None:
                         results.pop(name, None)
-                    status = filter_node(state, pod, node, list(nominated.values()))
+                    status = filter_node(state, pod, node, list(by_node[name].values()))
                 else:
-                    entry = results.get(name) if results is not None else None
-                    if entry is not None and entry.generation == node.generation:
+                    if results_get is not None:
+                        entry = results_get(name)
+                        if entry is not None and entry.generation != node.generation:
+                            entry = None
+                    if entry is not None:
                         status = entry.status
                     else:
                         status = _OK
@@ -369,16 +376,18 @@ class Framework:
                                 status = st.with_plugin(plugin)
                                 break
                         if results is not None and status.code is not error:
-                            results[name] = _Entry(node.generation, status, [None] * n_scores)
+                            entry = results[name] = _Entry(node.generation, status,
+                                                           [None] * n_scores)
                 if status is _OK or status.ok:
                     feasible.append(node)
-                    if len(feasible) >= want:
+                    found.append(entry)
+                    left -= 1
+                    if not left:
                         break
                 else:
                     statuses[name] = status
         else:
-            for node in order:
-                processed += 1
+            for processed, node in enumerate(order, 1):
                 name = node.name
                 nominated = by_node.get(name) if by_node else None
                 entry = results.get(name) if results is not None and not nominated else None
@@ -387,16 +396,21 @@ class Framework:
                 if entry is not None and entry.generation == node.generation:
                     status = entry.status
                 else:
+                    entry = None
                     status = await self.filter_node_async(
                         state, pod, node, list(nominated.values()) if nominated else [])
                     if results is not None and not nominated and status.code is not Code.ERROR:
-                        results[name] = _Entry(node.generation, status, [None] * n_scores)
+                        entry = results[name] = _Entry(node.generation, status,
+                                                       [None] * n_scores)
                 if status.ok:
                     feasible.append(node)
+                    found.append(entry)
                     if len(feasible) >= want:
                         break
                 else:
                     statuses[name] = status
+        if results is not None:
+            state.write(FEASIBLE_KEY, (feasible, found))
         self._next_start = (start + processed) % total
         return feasible, statuses
 
@@ -441,8 +455,12 @@ class Framework:
         results = state.get(SIGNATURE_KEY)
         entries = None
         if results is not None:
-            entries = [e if e is not None and e.generation == n.generation else None
-                       for n, e in zip(nodes, map(results.get, names))]
+            found = state.get(FEASIBLE_KEY)
+            if found is not None and found[0] is nodes:
+                entries = found[1]
+            else:
+                entries = [e if e is not None and e.generation == n.generation else None
+                           for n, e in zip(nodes, map(results.get, names))]
         for index, (name, score, normalize, weight) in enumerate(self.score):
             if name in skip:
                 continue
