@@ -56,7 +56,7 @@ class _Skipped:
 
 #: CycleState key holding the :class:`_Results` of the pod's signature (absent: no reuse).
 SIGNATURE_KEY = "pilothouse/signature"
-#: CycleState key: (the feasible list find_feasible returned, each node's entry or None).
+#: CycleState key holding a :class:`_Found` (set by find_feasible when there is a signature).
 FEASIBLE_KEY = "pilothouse/feasible-entries"
 #: How many signatures keep their per-node results (least recently used dropped first).
 SIGNATURE_CACHE_SIZE = 32
@@ -69,6 +69,19 @@ class _Entry:
 
     def __init__(self, generation: int, status: Status, scores: list) -> None:
         self.generation, self.status, self.scores = generation, status, scores
+
+
+class _Found:
+    """The feasible list find_feasible returned and each node's entry (None: not stored),
+    for run_score. Only the real cycle reads it; clones share it."""
+
+    __slots__ = ("nodes", "entries")
+
+    def __init__(self, nodes: list[NodeInfo], entries: list[_Entry | None]) -> None:
+        self.nodes, self.entries = nodes, entries
+
+    def clone(self) -> "_Found":
+        return self
 
 
 class _Results(dict):
@@ -410,7 +423,7 @@ class Framework:
                 else:
                     statuses[name] = status
         if results is not None:
-            state.write(FEASIBLE_KEY, (feasible, found))
+            state.write(FEASIBLE_KEY, _Found(feasible, found))
         self._next_start = (start + processed) % total
         return feasible, statuses
 
@@ -456,8 +469,8 @@ class Framework:
         entries = None
         if results is not None:
             found = state.get(FEASIBLE_KEY)
-            if found is not None and found[0] is nodes:
-                entries = found[1]
+            if found is not None and found.nodes is nodes:
+                entries = found.entries
             else:
                 entries = [e if e is not None and e.generation == n.generation else None
                            for n, e in zip(nodes, map(results.get, names))]
