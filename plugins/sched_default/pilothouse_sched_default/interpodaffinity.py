@@ -35,7 +35,7 @@ ERR_ANTI_AFFINITY = "node(s) didn't match pod anti-affinity rules"
 ERR_EXISTING_ANTI_AFFINITY = "node(s) didn't satisfy existing pods anti-affinity rules"
 _FILTER_KEY = "InterPodAffinity/filter"
 _SCORE_KEY = "InterPodAffinity/score"
-#: This cycle's pod has no terms and no pod in the snapshot has any: nothing to do.
+#: This cycle's pod has no terms and no existing pod's term selects it: nothing to do.
 _NONE_KEY = "InterPodAffinity/none"
 #: The view was synced with this cycle's snapshot (PreScore need not do it again).
 _SYNCED_KEY = "InterPodAffinity/synced"
@@ -72,6 +72,9 @@ class _Marker:
 
     def clone(self) -> "_Marker":
         return self
+
+
+_NONE = _Marker(True)
 
 
 @dataclasses.dataclass
@@ -151,15 +154,18 @@ class InterPodAffinity:
 
     # ---------------------------------------------------------------- the snapshot's counts
 
-    def _any_affinity(self, nodes: list[NodeInfo]) -> bool:
-        """Whether any pod in the snapshot has pod (anti-)affinity."""
+    def _surely_no_affinity(self, nodes: list[NodeInfo]) -> bool:
+        """True when no pod in the snapshot has pod (anti-)affinity; False when some may
+        have (the kept counts then tell exactly)."""
+        if self._existing.totals:
+            return False  # there were some last time: the counts are needed anyway
         with_affinity = getattr(self.handle, "node_infos_with_pod_affinity", None)
         if with_affinity is not None:
-            return bool(with_affinity())
+            return not with_affinity()
         for node in nodes:
             if node.pods_with_affinity:
-                return True
-        return False
+                return False
+        return True
 
     def _sync(self, state: CycleState, nodes: list[NodeInfo]) -> NodeView:
         marker = state.get(_SYNCED_KEY)
@@ -246,17 +252,24 @@ class InterPodAffinity:
 
     def pre_filter(self, state: CycleState, pod: dict, nodes: list[NodeInfo]) -> Status:
         info = self._info(pod)
-        if not info.any and not self._any_affinity(nodes):
-            state.write(_NONE_KEY, _Marker(True))
+        if not info.any and self._surely_no_affinity(nodes):
+            state.write(_NONE_KEY, _NONE)
             return Status.skip()
         view = self._sync(state, nodes)
         matched, keys = [], []
+        selected = False  # some existing pod's term selects this pod
         for (kind, term), pairs in self._existing_groups(view).items():
-            if kind == _REQ_ANTI and term.matches(pod, self._ns_labels):
-                matched.append(pairs)
-                if term.topology_key not in keys:
-                    keys.append(term.topology_key)
+            if kind != _REQ_ANTI and (selected or info.any):
+                continue  # only needed to tell whether nothing concerns this pod
+            if term.matches(pod, self._ns_labels):
+                selected = True
+                if kind == _REQ_ANTI:
+                    matched.append(pairs)
+                    if term.topology_key not in keys:
+                        keys.append(term.topology_key)
         if not matched and not info.required_affinity and not info.required_anti:
+            if not info.any and not selected:
+                state.write(_NONE_KEY, _NONE)  # PreScore has nothing to score either
             return Status.skip()
         existing_anti, shared = _merged(matched) if matched else ({}, False)
         affinity = self._incoming_counts(info.required_affinity, view) \
@@ -317,8 +330,8 @@ class InterPodAffinity:
         return _OK
 
     def sign(self, state: CycleState, pod: dict) -> Hashable | None:
-        """A constant when neither the pod nor any pod in the snapshot has (anti-)affinity
-        (Filter passes every node, Score is 0); else None: results depend on other nodes."""
+        """A constant when the pod has no terms and no existing pod's term selects it (Filter
+        passes every node, PreScore skips); else None: results depend on other nodes."""
         return _NONE_SIGNATURE if state.get(_NONE_KEY) is not None else None
 
     # ---------------------------------------------------------------- score
@@ -332,7 +345,8 @@ class InterPodAffinity:
         if ignore_existing and not has_constraints:
             return Status.skip()
         all_nodes = self.handle.node_infos() if self.handle is not None else nodes
-        if not has_constraints and not self._any_affinity(all_nodes):
+        if not has_constraints and state.get(_SYNCED_KEY) is None and \
+                self._surely_no_affinity(all_nodes):
             return Status.skip()
         view = self._sync(state, all_nodes)
         scores: dict[str, dict[str, int]] = {}

@@ -236,6 +236,8 @@ def test_counts_kept_across_cycles_match_counting_from_scratch(seed, options):
             fresh, _ = plugin_with(nodes, namespaces, **options)
             got = run(kept, p, nodes)
             assert got == run(fresh, p, nodes)
+            if got[2] is not None:  # signed: every node passes, nothing scores
+                assert all(s.ok for s in got[0].values()) and not any(got[1].values())
             assert got[0] == reference_filter(p, nodes, ns_labels)
             assert got[1] == reference_scores(
                 p, nodes, ns_labels, options.get("hardPodAffinityWeight", 1),
@@ -339,13 +341,27 @@ def test_sign_of_inter_pod_affinity():
     state = CycleState()
     assert plugin.pre_filter(state, preferring, plain).code is Code.SKIP
     assert plugin.sign(state, preferring) is None
-    # an existing pod has affinity, though it does not select this pod
-    fan = pod("fan", affinity={"podAffinity": {
-        "requiredDuringSchedulingIgnoredDuringExecution": [term(HOST, "nothing")]}})
+    # existing pods have affinity, but no term of theirs selects this pod
+    def fan(kind, app):
+        return pod(f"fan-{app}", affinity={kind: {
+            "requiredDuringSchedulingIgnoredDuringExecution": [term(HOST, app)]}})
+
+    others = plain + [node("n2", pods=[fan("podAffinity", "web"),
+                                       fan("podAntiAffinity", "cache")])]
     state = CycleState()
-    assert plugin.pre_filter(state, pod("p"), plain + [node("n2", pods=[fan])]).code \
-        is Code.SKIP
-    assert plugin.sign(state, pod("p")) is None
+    assert plugin.pre_filter(state, pod("p", labels={"app": "db"}), others).code is Code.SKIP
+    assert plugin.sign(state, pod("p", labels={"app": "db"})) == ("none",)
+    # one does: its required affinity scores (hardPodAffinityWeight) ...
+    web = pod("w", labels={"app": "web"})
+    state = CycleState()
+    assert plugin.pre_filter(state, web, others).code is Code.SKIP
+    assert plugin.sign(state, web) is None
+    assert plugin.pre_score(state, web, others).code is Code.SUCCESS
+    # ... its required anti-affinity filters
+    cache = pod("c", labels={"app": "cache"})
+    state = CycleState()
+    assert plugin.pre_filter(state, cache, others).code is Code.SUCCESS
+    assert plugin.sign(state, cache) is None
 
 
 def test_sign_of_pod_topology_spread():
