@@ -13,7 +13,8 @@ pods' terms grouped by identical term, so each distinct term is matched against 
 pod once a cycle, and the pods matching each recently seen term of incoming pods; only nodes
 that changed since the last cycle are recounted. When neither the pod nor any pod in the
 snapshot has (anti-)affinity, PreFilter and PreScore answer SKIP without looking at nodes
-(with the handle's ``node_infos_with_pod_affinity``, or one cheap pass otherwise).
+(with the handle's ``node_infos_with_pod_affinity``, or one cheap pass otherwise). ``sign``
+answers a constant exactly when the pod has no terms and no existing pod's term selects it.
 """
 
 from __future__ import annotations
