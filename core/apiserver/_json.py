@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pilothouse.model._jsoncopy import copy_json
+
 try:
     import orjson
 except ImportError:  # pragma: no cover - orjson is a dependency; keep working without it
@@ -28,3 +30,7 @@ def loads(data: bytes | str) -> Any:
         except orjson.JSONDecodeError:
             pass  # let the standard library decide (and word the error)
     return json.loads(data)
+
+
+#: A deep copy of a JSON value (see :func:`pilothouse.model._jsoncopy.copy_json`).
+copy = copy_json

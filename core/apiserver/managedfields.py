@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import time as _time
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
+from pilothouse.apiserver import _json
 from pilothouse.apiserver.patch import PatchError, json_equal
 from pilothouse.apiserver.patch_strategies import EMPTY, Field, strategy_for
 
@@ -139,20 +141,36 @@ def _element_rank(element: str) -> tuple[int, str]:
 class FieldSet:
     """An immutable set of field paths, convertible to and from FieldsV1."""
 
-    __slots__ = ("_paths",)
+    __slots__ = ("_paths", "_source")
 
     def __init__(self, paths: Iterable[Path] = ()):
         self._paths = frozenset(tuple(p) for p in paths)
+        self._source: tuple[dict, bytes] | None = None
+
+    @classmethod
+    def _of(cls, paths: frozenset, source: tuple[dict, bytes] | None = None) -> "FieldSet":
+        """A FieldSet of a frozenset of tuples, taken as it is (no per-path conversion);
+        ``source`` is the FieldsV1 tree it was decoded from and that tree's JSON."""
+        fs = object.__new__(cls)
+        fs._paths = paths
+        fs._source = source
+        return fs
 
     # set algebra
     def __or__(self, other: "FieldSet") -> "FieldSet":
-        return FieldSet(self._paths | other._paths)
+        if not other._paths or other._paths is self._paths:
+            return self
+        if not self._paths:
+            return other
+        return FieldSet._of(self._paths | other._paths)
 
     def __and__(self, other: "FieldSet") -> "FieldSet":
-        return FieldSet(self._paths & other._paths)
+        return FieldSet._of(self._paths & other._paths)
 
     def __sub__(self, other: "FieldSet") -> "FieldSet":
-        return FieldSet(self._paths - other._paths)
+        if not other._paths or self._paths.isdisjoint(other._paths):
+            return self
+        return FieldSet._of(self._paths - other._paths)
 
     union, intersection, difference = __or__, __and__, __sub__
 
@@ -184,7 +202,10 @@ class FieldSet:
     def without_prefixes(self, prefixes: Iterable[Path]) -> "FieldSet":
         """The paths not equal to or under any of ``prefixes`` (a recursive difference)."""
         prefixes = [tuple(p) for p in prefixes]
-        return FieldSet(p for p in self._paths if not any(p[: len(q)] == q for q in prefixes))
+        if not prefixes:
+            return self
+        return FieldSet._of(frozenset(
+            p for p in self._paths if not any(p[: len(q)] == q for q in prefixes)))
 
     def prefixes(self) -> frozenset[Path]:
         """Every proper prefix of every path (the ancestors that have owned descendants)."""
@@ -196,24 +217,61 @@ class FieldSet:
     # FieldsV1
     def to_fields_v1(self) -> dict:
         """Encode as a FieldsV1 tree: members with children carry ``".": {}``."""
-        root: dict = {}
-        members: set[Path] = set()
-        for path in self._paths:
-            node = root
-            for element in path:
-                node = node.setdefault(element, {})
-            members.add(path)
+        return _json.loads(self._encoded())  # a fresh tree: callers may change what they get
 
-        return _emit_fields_v1(root, (), members)
+    def _encoded(self) -> bytes:
+        encoded = _ENCODED.get(self._paths)
+        if encoded is None:
+            root: dict = {}
+            for path in self._paths:
+                node = root
+                for element in path:
+                    node = node.setdefault(element, {})
+            encoded = _json.dumps(_emit_fields_v1(root, (), self._paths))
+            _remember(_ENCODED, self._paths, encoded)
+        return encoded
+
+    def _tree(self) -> dict:
+        """The FieldsV1 tree for a managedFields entry being written: the tree this set was
+        decoded from when that is already the canonical encoding (most entries of most
+        writes), else a new one."""
+        if self._source is not None and self._source[1] == self._encoded():
+            return self._source[0]
+        return self.to_fields_v1()
 
     @classmethod
     def from_fields_v1(cls, tree: Any) -> "FieldSet":
         """Decode a FieldsV1 tree; raises ValueError for a malformed one."""
         if not isinstance(tree, dict):
             raise ValueError("fieldsV1 must be an object")
-        paths: set[Path] = set()
-        _walk_fields_v1(tree, (), paths)
-        return cls(paths)
+        try:
+            key = _json.dumps(tree)
+        except (TypeError, ValueError):
+            key = None
+        paths = _DECODED.get(key) if key is not None else None
+        if paths is None:
+            found: set[Path] = set()
+            _walk_fields_v1(tree, (), found)
+            paths = frozenset(found)
+            if key is not None:
+                _remember(_DECODED, key, paths)
+        if cls is not FieldSet:
+            return cls(paths)
+        return cls._of(paths, (tree, key) if key is not None else None)
+
+
+# Every write decodes the stored managedFields and encodes the new ones, and most writes leave
+# most entries as they were (a Lease renewal changes no entry's fields at all): both directions
+# are memoised. Keys are the FieldsV1 JSON (decoding) and the frozenset of paths (encoding).
+_CACHE_SIZE = 4096
+_DECODED: dict[bytes, frozenset] = {}
+_ENCODED: dict[frozenset, bytes] = {}
+
+
+def _remember(cache: dict, key: Any, value: Any) -> None:
+    if len(cache) >= _CACHE_SIZE:
+        cache.clear()
+    cache[key] = value
 
 
 
@@ -355,7 +413,7 @@ def fieldset_from_object(obj: Any, strategy: Field | None = None) -> FieldSet:
     every item of a granular list, every atomic list or map, every null or empty map."""
     out: set[Path] = set()
     _collect(obj, strategy or EMPTY, (), out, strict=True)
-    return FieldSet(out)
+    return FieldSet._of(frozenset(out))
 
 
 def _collect(value: Any, node: Field, path: Path, out: set[Path], *, strict: bool) -> None:
@@ -412,11 +470,27 @@ def compare_objects(old: Any, new: Any, strategy: Field | None = None) -> Compar
     modified: set[Path] = set()
     removed: set[Path] = set()
     _compare(old, new, strategy or EMPTY, (), added, modified, removed)
-    return Comparison(FieldSet(added), FieldSet(modified), FieldSet(removed))
+    return Comparison(FieldSet._of(frozenset(added)), FieldSet._of(frozenset(modified)),
+                      FieldSet._of(frozenset(removed)))
+
+
+def _same_json(lhs: Any, rhs: Any) -> bool:
+    """True when two containers are the same JSON (so no path under them differs):
+    Python equality, and the same encoding (Python equality alone takes ``True`` for ``1``)."""
+    if lhs is rhs:
+        return True
+    if lhs != rhs:
+        return False
+    try:
+        return _json.dumps(lhs) == _json.dumps(rhs)
+    except (TypeError, ValueError):
+        return False
 
 
 def _compare(lhs: Any, rhs: Any, node: Field, path: Path,
              added: set, modified: set, removed: set) -> None:
+    if type(lhs) is type(rhs) and type(lhs) in (dict, list) and _same_json(lhs, rhs):
+        return
     if lhs is _MISSING:
         _all_nodes(rhs, node, path, added)
         return
@@ -616,7 +690,7 @@ class _Entry:
         if self.time is not None:
             out["time"] = self.time
         out["fieldsType"] = "FieldsV1"
-        out["fieldsV1"] = self.fields.to_fields_v1()
+        out["fieldsV1"] = self.fields._tree()
         if self.subresource:
             out["subresource"] = self.subresource
         return out
@@ -702,9 +776,17 @@ def _cap_update_managers(entries: list[_Entry]) -> list[_Entry]:
     return kept
 
 
+_last_second: list = [None, ""]  # (whole second, its RFC 3339 text): one strftime a second
+
+
 def _now(time: Any) -> str:
     if time is None:
-        time = _dt.datetime.now(_dt.timezone.utc)
+        second = int(_time.time())
+        if _last_second[0] != second:
+            _last_second[1] = _dt.datetime.fromtimestamp(second, _dt.timezone.utc).strftime(
+                "%Y-%m-%dT%H:%M:%SZ")
+            _last_second[0] = second
+        return _last_second[1]
     if isinstance(time, _dt.datetime):
         if time.tzinfo is None:
             time = time.replace(tzinfo=_dt.timezone.utc)
@@ -713,7 +795,8 @@ def _now(time: Any) -> str:
 
 
 def _tracked(fields: FieldSet, ignore: Iterable[Path]) -> FieldSet:
-    stripped = FieldSet(p for p in fields.paths if p not in _STRIP_EXACT and p[:2] != _STRIP_PREFIX)
+    stripped = FieldSet._of(frozenset(
+        p for p in fields.paths if p not in _STRIP_EXACT and p[:2] != _STRIP_PREFIX))
     return stripped.without_prefixes(ignore)
 
 
@@ -743,10 +826,16 @@ def _without_managed_fields(obj: Any) -> Any:
 
 
 def _with_entries(obj: dict, entries: list[_Entry]) -> dict:
-    out = _deep(obj)
-    meta = out.setdefault("metadata", {})
-    if not isinstance(meta, dict):
+    """``obj`` with ``entries`` as its managedFields: a new top level and metadata, the other
+    values shared with ``obj``."""
+    out = dict(obj)
+    meta = out.get("metadata")
+    if meta is None:
+        meta = out["metadata"] = {}
+    elif not isinstance(meta, dict):
         return out
+    else:
+        meta = out["metadata"] = dict(meta)
     entries = _cap_update_managers([e for e in entries if e.fields])
     if entries:
         meta["managedFields"] = _sorted_json(entries)

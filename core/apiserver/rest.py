@@ -315,7 +315,7 @@ async def update(ctx: "Context") -> web.Response:
     object_name(ctx, obj)
     warnings = ctx.server.check_fields(kind, obj, field_validation(ctx))
     precondition = obj["metadata"].get("resourceVersion")
-    stored = await _guaranteed_update(ctx, lambda current: (copy.deepcopy(obj), precondition),
+    stored = await _guaranteed_update(ctx, lambda current: (_json.copy(obj), precondition),
                                       info.subresource)
     return ctx.respond_object(stored, warnings=warnings)
 
@@ -336,8 +336,8 @@ async def patch(ctx: "Context") -> web.Response:
     warnings: list[str] = []
 
     def build(current: dict) -> tuple[dict, str | None]:
-        patched = check_type(ctx, kind, _apply_patch(ctx, content_type, copy.deepcopy(current),
-                                                     body))
+        # the patch functions are pure: the result shares nothing with ``current``
+        patched = check_type(ctx, kind, _apply_patch(ctx, content_type, current, body))
         object_name(ctx, patched)
         warnings[:] = ctx.server.check_fields(kind, patched, fv)
         return patched, precondition
@@ -413,7 +413,7 @@ async def update_scale(ctx: "Context", change) -> web.Response:
             raise errors.Invalid("Scale", info.name, [errors.FieldError.invalid(
                 "spec.replicas", replicas, "must be greater than or equal to 0")],
                 group="autoscaling")
-        new = copy.deepcopy(current)
+        new = _json.copy(current)
         new.setdefault("spec", {})["replicas"] = replicas
         return new, (new_scale.get("metadata") or {}).get("resourceVersion")
     stored = await _guaranteed_update(ctx, build, "scale")
@@ -437,7 +437,7 @@ async def bind(ctx: "Context", body) -> web.Response:
         if assigned:
             raise errors.Conflict("pods/binding", info.name,
                                   why=f"pod {info.name} is already assigned to node {assigned!r}")
-        new = copy.deepcopy(current)
+        new = _json.copy(current)
         new["spec"]["nodeName"] = node
         conds = [c for c in new.setdefault("status", {}).get("conditions", [])
                  if c.get("type") != "PodScheduled"]

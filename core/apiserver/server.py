@@ -10,7 +10,6 @@ every watch are served by the watch caches (one store watch per resource).
 from __future__ import annotations
 
 import asyncio
-import copy
 import datetime
 import ipaddress
 import json
@@ -27,7 +26,7 @@ from pilothouse.interfaces.store import KeyExists, KeyNotFound, Store
 from pilothouse.model import defaults, errors, meta, selectors, validation
 from pilothouse.model.kinds import Kind, KindRegistry, builtin_registry
 
-from pilothouse.apiserver import crd, discovery, managedfields, patch_strategies, rest
+from pilothouse.apiserver import _json, crd, discovery, managedfields, patch_strategies, rest
 from pilothouse.apiserver import patch as patching
 from pilothouse.apiserver import request as rq
 from pilothouse.apiserver import tables
@@ -378,7 +377,7 @@ class APIServer:
 
     async def create_object(self, ctx: Context | None, kind: Kind, obj: dict,
                             dry_run: bool = False, track_fields: bool = True) -> dict:
-        obj = copy.deepcopy(obj)
+        obj = _json.copy(obj)
         generated = not obj["metadata"].get("name") and bool(obj["metadata"].get("generateName"))
         meta.prepare_for_create(obj, kind)
         defaults.apply_defaults(kind, obj)
@@ -493,7 +492,7 @@ class APIServer:
             else:
                 pending = bool(finalizers) or grace > 0 or ns_pending
             if pending:
-                new = copy.deepcopy(current)
+                new = _json.copy(current)
                 nmeta = new["metadata"]
                 stamp = datetime.datetime.now(datetime.timezone.utc) + \
                     datetime.timedelta(seconds=grace)

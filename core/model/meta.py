@@ -39,6 +39,7 @@ import secrets
 import uuid
 from typing import Any
 
+from pilothouse.model._jsoncopy import copy_json
 from pilothouse.model.kinds import Kind, _lookup
 from pilothouse.model.quantity import Quantity, QuantityError
 
@@ -281,7 +282,7 @@ def prepare_for_update(new: dict, old: dict, kind: Kind | str | None = None, *,
         had_status, status = "status" in new, new.get("status")
         rv = new_meta.get("resourceVersion")
         new.clear()
-        new.update(copy.deepcopy(old))
+        new.update(copy_json(old))
         if had_status:
             new["status"] = status
         else:
@@ -301,7 +302,7 @@ def prepare_for_update(new: dict, old: dict, kind: Kind | str | None = None, *,
     new_meta["generation"] = gen
     if k is not None and k.has_status():
         if "status" in old:
-            new["status"] = copy.deepcopy(old["status"])
+            new["status"] = copy_json(old["status"])
         else:
             new.pop("status", None)
     return new
