@@ -60,8 +60,9 @@ def write_file_durably(path: str, data: bytes) -> None:
 
 
 def _encode(command: bytes, idx: int, term: int) -> bytes:
-    body = _IDXTERM.pack(idx, term) + command
-    return _HEAD.pack(len(body), zlib.crc32(body)) + body
+    idxterm = _IDXTERM.pack(idx, term)
+    crc = zlib.crc32(command, zlib.crc32(idxterm))  # the CRC of idxterm + command
+    return b"".join((_HEAD.pack(_IDXTERM.size + len(command), crc), idxterm, command))
 
 
 class DurableJournal(Journal):

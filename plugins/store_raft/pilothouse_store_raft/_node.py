@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import queue
 import struct
 import threading
 import time
@@ -46,7 +47,8 @@ _syncobj.createJournal = _create_journal
 # (pickled), state machine (KVState.dump).
 _SNAP_MAGIC = b"PHRAFTS1"
 
-REGULAR_COMMAND = 0  # pysyncobj's _COMMAND_TYPE.REGULAR
+# pysyncobj's _COMMAND_TYPE.REGULAR, the first byte of a command in its queue and log
+_REGULAR_COMMAND = bytes([_syncobj._COMMAND_TYPE.REGULAR])
 
 
 class _DurableTransport(TCPTransport):
@@ -82,17 +84,111 @@ class _DurableTransport(TCPTransport):
                 super().send(node, self._PING)
 
 
+class _WakeablePoller:
+    """pysyncobj's poller, wrapped so that the node knows when its tick thread sleeps.
+
+    Submitters wake the tick thread (one byte on the node's wake pipe) only while it is
+    blocked in poll, instead of once per command as pysyncobj's own pipe notifier does.
+    The handshake is lock-free under the GIL: a submitter queues its command, sets
+    ``_submitted`` and then reads ``_idle``; the tick thread sets ``_idle`` and then reads
+    ``_submitted``. Either the submitter sees the thread idle and writes the pipe, or the
+    thread sees the command and does not block.
+    """
+
+    def __init__(self, inner, node: _Node):
+        self._inner, self._node = inner, node
+        self.subscribe = inner.subscribe
+        self.unsubscribe = inner.unsubscribe
+
+    def poll(self, timeout):
+        node = self._node
+        node._wake_sent = False
+        node._idle = True
+        if node._submitted or node._commit_pending:
+            timeout = 0.0
+        elif timeout and node._lone and node._isLeader():
+            timeout = _LONE_IDLE_WAIT
+        try:
+            self._inner.poll(timeout)
+        finally:
+            node._idle = False
+
+
+# A lone leader has no heartbeats to send and no one to hear from: between writes its tick
+# thread only wakes for pysyncobj's timers (one-second timer, time-based log compaction).
+_LONE_IDLE_WAIT = 0.1
+
+
 class _Node(SyncObj):
     def __init__(self, member: RaftMember, self_address, others, conf):
+        # Every attribute is set before SyncObj.__init__, which records the names present
+        # then as "not replicated state"; anything set later would go into snapshots.
         self._member = member
-        self._wake_r = self._wake_w = None
+        self._lone = not others
         self._snapshot_forced = False
-        super().__init__(self_address, others, conf, transportClass=_DurableTransport)
-        if not others:
-            self._enable_self_wake()
+        self._commands = None
+        self._idle = False  # the tick thread is blocked in poll (or about to be)
+        self._submitted = False  # a command was queued since the tick began
+        self._commit_pending = False  # lone member: entries synced, to commit next tick
+        self._wake_sent = False
+        self._wake_lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        try:
+            super().__init__(self_address, others, conf, transportClass=_DurableTransport)
+        except BaseException:
+            self._close_wake_pipe()
+            raise
+        # The driver queues its commands directly (see submit); pysyncobj's pipe notifier
+        # is then only reached from _applyCommand on the tick thread itself (commands
+        # forwarded by followers), where a notification would only cause a spurious tick.
+        self._commands = self._SyncObj__commandsQueue
+        notifier = getattr(self, "_SyncObj__pipeNotifier", None)
+        if notifier is not None:
+            notifier.notify = _no_notification
+        self._poller.subscribe(self._wake_r, self._drain_wake_pipe, POLL_EVENT_TYPE.READ)
+        self._poller = _WakeablePoller(self._poller, self)
         # Group commit on the leader: after the tick appended (and sent) its commands and
         # before it waits for acknowledgements, one fdatasync covers all of them.
         self.addOnTickCallback(self._journal_sync)
+
+    # -- any thread -------------------------------------------------------------------
+
+    def submit(self, command: bytes, callback) -> None:
+        """Queue a regular command for the tick thread; wake it only if it sleeps."""
+        try:
+            self._commands.put_nowait((_REGULAR_COMMAND + command, callback))
+        except queue.Full:
+            callback(None, FAIL_REASON.QUEUE_FULL)
+            return
+        self._submitted = True
+        if self._idle and not self._wake_sent:
+            self.wake()
+
+    def wake(self) -> None:
+        """Make the tick thread's current or next poll return at once."""
+        self._wake_sent = True
+        with self._wake_lock:
+            if self._wake_w is not None:
+                try:
+                    os.write(self._wake_w, b"x")
+                except BlockingIOError:  # already full of wake-ups
+                    pass
+
+    # -- tick thread ------------------------------------------------------------------
+
+    def _onTick(self, timeToWait=0.0):
+        self._submitted = False  # before pysyncobj takes the queued commands
+        self._commit_pending = False
+        super()._onTick(timeToWait)
+
+    def _drain_wake_pipe(self, _fd, _event):
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
 
     def _journal_sync(self):
         journal = self._member.journal
@@ -104,39 +200,32 @@ class _Node(SyncObj):
         elif journal.size <= self._member.config.snapshot_bytes:
             self._snapshot_forced = False
         # pysyncobj advances the commit index at the start of a tick. A lone member gets
-        # no acknowledgement that would end the tick's wait, so it wakes itself while it
+        # no acknowledgement that would end the tick's wait, so it does not wait while it
         # has appended entries that are not committed yet.
-        if self._wake_w is not None and self.raftCommitIndex < journal[-1][1]:
-            try:
-                os.write(self._wake_w, b"x")
-            except BlockingIOError:  # already full of wake-ups
-                pass
+        if self._lone and self.raftCommitIndex < journal[-1][1] and self._isLeader():
+            self._commit_pending = True
+        self._member.tick_done()
 
-    def _enable_self_wake(self):
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-
-        def drain(_fd, _event):
-            try:
-                while os.read(self._wake_r, 4096):
-                    pass
-            except BlockingIOError:
-                pass
-
-        self._poller.subscribe(self._wake_r, drain, POLL_EVENT_TYPE.READ)
+    def _close_wake_pipe(self):
+        with self._wake_lock:
+            if self._wake_w is not None:
+                os.close(self._wake_r)
+                os.close(self._wake_w)
+                self._wake_r = self._wake_w = None
 
     def _doDestroy(self):
         super()._doDestroy()
-        if self._wake_w is not None:
+        if self._wake_r is not None:
             self._poller.unsubscribe(self._wake_r)
-            os.close(self._wake_r)
-            os.close(self._wake_w)
-            self._wake_r = self._wake_w = None
+        self._close_wake_pipe()
 
     @replicated
     def apply_batch(self, batch_id, ops):
         return self._member.on_apply(batch_id, ops)
+
+
+def _no_notification():
+    pass
 
 
 class MemberConfig:
@@ -216,6 +305,8 @@ class RaftMember:
         self.snapshots_written = 0
         self.snapshots_loaded = 0  # at start-up or received from the leader
         self.fatal: BaseException | None = None  # set when the member had to stop
+        self._tick_ident: int | None = None
+        self._changed = False  # applied or answered something since the last notification
 
     # -- lifecycle (any thread) ------------------------------------------------------
 
@@ -237,18 +328,38 @@ class RaftMember:
 
     def stop(self) -> None:
         self._stop.set()
+        node = self._node
+        if node is not None:
+            node.wake()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
 
     def submit(self, blob: bytes, callback: Callable) -> None:
         """Hand a pickled ``apply_batch`` command to raft (forwarded to the leader when
         this member is a follower). ``callback(result, fail_reason)`` runs on the tick
-        thread once the entry is applied here, or with a failure."""
+        thread once the entry is applied here, or with a failure (on the calling thread
+        if the command could not be queued); it should only record the outcome and call
+        :meth:`changed`."""
         node = self._node
         if node is None:
             callback(None, FAIL_REASON.MISSING_LEADER)
             return
-        node._applyCommand(blob, callback, REGULAR_COMMAND)
+        node.submit(blob, callback)
+
+    def changed(self) -> None:
+        """Something the driver waits for happened (an entry applied, a submit callback
+        ran). On the tick thread, ``on_applied`` is called once at the end of the tick, so
+        a tick that applies many entries hands them to the event loop with one wake-up."""
+        if threading.get_ident() == self._tick_ident:
+            self._changed = True
+        else:
+            self._on_applied()
+
+    def tick_done(self) -> None:
+        """Tick thread, before it waits: report what the tick applied."""
+        if self._changed:
+            self._changed = False
+            self._on_applied()
 
     def status(self) -> dict:
         node = self._node
@@ -274,11 +385,13 @@ class RaftMember:
         node = self._node
         if node is not None:
             node.forceLogCompaction()
+            node.wake()
 
     # -- tick thread -----------------------------------------------------------------
 
     def _run(self) -> None:
         cfg = self.config
+        self._tick_ident = threading.get_ident()
         try:
             node = _Node(self, cfg.self_address, cfg.others, cfg.syncobj_conf(self))
             self.batch_func_id = node._methodToID[node._getFuncName("apply_batch")]
@@ -287,6 +400,7 @@ class RaftMember:
                 node._doDestroy()
                 raise self.fatal
             self.journal.sync()
+            self.tick_done()
             self._node = node
         except BaseException as exc:  # reported to start()'s caller
             self._start_error = exc
@@ -295,10 +409,16 @@ class RaftMember:
             self._started.set()
             return
         self._started.set()
-        wait = min(0.01, cfg.heartbeat_interval / 5)
+        # Longest wait for an event: followers check their election deadline and the
+        # leader sends heartbeats once a tick; acknowledgements and submitted commands wake
+        # the thread at once. A lone member waits longer once it leads (_WakeablePoller).
+        wait = min(0.01, cfg.heartbeat_interval / 5) if not cfg.others else \
+            cfg.heartbeat_interval / 2
         try:
             while not self._stop.is_set() and self.fatal is None:
                 node.doTick(wait)
+                if self._changed:  # a tick that ended early (transport not ready)
+                    self.tick_done()
         except Exception as exc:
             log.exception("raft member %s: tick thread failed", cfg.self_address)
             self.fatal = exc
@@ -321,7 +441,7 @@ class RaftMember:
 
     def on_apply(self, batch_id, ops):
         results = self.state.apply_batch(batch_id, ops)
-        self._on_applied()
+        self._changed = True
         return results
 
     def write_snapshot(self, path: str, raft_data) -> None:
@@ -377,5 +497,5 @@ class RaftMember:
         # entries after the snapshot instead of clearing the whole journal.
         self.journal.drop_before(_prev[1], _prev[2])
         self.snapshots_loaded += 1
-        self._on_applied()
+        self.changed()
         return raft_data

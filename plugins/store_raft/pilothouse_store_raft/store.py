@@ -19,6 +19,7 @@ effect at most once and the caller gets the original result.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import errno
 import fcntl
@@ -182,6 +183,8 @@ class RaftStore(Store):
         self._batches: set[_Batch] = set()  # submitted, not finished
         self._flush_scheduled = False
         self._changed: asyncio.Future | None = None
+        # (batch, attempt, result, fail_reason) from the tick thread, drained by _wake
+        self._results: collections.deque = collections.deque()
         self._wake_pending = False
         self._closed = True
         self._opened = False
@@ -313,7 +316,9 @@ class RaftStore(Store):
     # ------------------------------------------------------------------ notifications
 
     def _applied_threadsafe(self) -> None:
-        """Called on the tick thread after every apply: wake watchers on the loop."""
+        """Called by the member (at most once a tick) after it applied entries or queued
+        results: hand them to the loop. One call_soon_threadsafe covers everything that
+        arrives until the loop runs _wake (each costs a write to the loop's self-pipe)."""
         if self._wake_pending or self._loop is None:
             return
         self._wake_pending = True
@@ -323,7 +328,10 @@ class RaftStore(Store):
             pass
 
     def _wake(self) -> None:
-        self._wake_pending = False
+        self._wake_pending = False  # first: a result queued from now on schedules again
+        results = self._results
+        while results:
+            self._on_result(*results.popleft())
         member = self._member
         if member is not None and member.fatal is not None and not self._closed:
             self._fail_waiting(StoreUnavailable(f"raft store member stopped: {member.fatal}"))
@@ -390,15 +398,14 @@ class RaftStore(Store):
         batch.attempt += 1
         attempt = batch.attempt
         blob = pickle.dumps((member.batch_func_id, (batch.id, batch.ops)), protocol=5)
-        loop = self._loop
+        results = self._results
 
-        def done(result, error):  # tick thread
-            try:
-                loop.call_soon_threadsafe(self._on_result, batch, attempt, result, error)
-            except RuntimeError:
-                pass
+        def done(result, error):  # tick thread, or here when the command was not queued
+            results.append((batch, attempt, result, error))
+            member.changed()
 
-        batch.timer = loop.call_later(self._stall_timeout, self._on_stall, batch, attempt)
+        batch.timer = self._loop.call_later(self._stall_timeout, self._on_stall, batch,
+                                            attempt)
         member.submit(blob, done)
 
     def _on_stall(self, batch: _Batch, attempt: int) -> None:
