@@ -64,11 +64,38 @@ def _json_type(value: Any) -> str:
     return "object"
 
 
+class _Node:
+    """One schema as the walk needs it: its ``$ref`` resolved, its type set computed once."""
+
+    __slots__ = ("raw", "skip", "expected", "want", "number_ok", "preserve", "props", "extra",
+                 "extra_dict", "extra_true", "has_items", "items")
+
+    def __init__(self, raw: Any, schema: dict):
+        self.raw = raw  # keeps id(raw), the cache key, from being reused
+        self.skip = bool(schema.get("x-kubernetes-int-or-string")) or "oneOf" in schema \
+            or "anyOf" in schema
+        expected = _types(schema) - {"null"}
+        self.expected = frozenset(expected)
+        self.want = sorted(expected)[0] if expected else ""
+        self.number_ok = "number" in expected
+        self.preserve = bool(schema.get("x-kubernetes-preserve-unknown-fields"))
+        self.props = schema.get("properties")
+        self.extra = schema.get("additionalProperties")
+        self.extra_dict = isinstance(self.extra, dict)
+        self.extra_true = self.extra is True
+        self.has_items = "items" in schema
+        self.items = schema.get("items")
+
+
+_SCALARS = (str, int, float, bool)
+
+
 class SchemaSet:
     """Schemas by group/version/kind: built-ins plus those added for custom resources."""
 
     def __init__(self) -> None:
         self.defs: dict[str, dict] = dict(builtin_definitions())
+        self._nodes: dict[int, _Node] = {}  # by id() of the schema as written (before $ref)
         self.by_gvk: dict[tuple[str, str, str], str] = {}
         for name, schema in self.defs.items():
             for gvk in schema.get("x-kubernetes-group-version-kind", ()):
@@ -88,12 +115,14 @@ class SchemaSet:
                                                     "kind": kind}]
         self.defs[name] = body
         self.by_gvk[(group, version, kind)] = name
+        self._nodes.clear()  # a $ref may now lead elsewhere
         return name
 
     def remove_custom(self, group: str, version: str, kind: str) -> None:
         name = self.by_gvk.pop((group, version, kind), None)
         if name:
             self.defs.pop(name, None)
+        self._nodes.clear()
 
     def schema_for(self, group: str, version: str, kind: str) -> dict | None:
         name = self.by_gvk.get((group, version, kind))
@@ -111,37 +140,60 @@ class SchemaSet:
             self._walk(schema, obj, "", (), unknown, problems, ignore)
         return unknown, problems
 
+    def _node(self, schema: Any) -> _Node:
+        node = self._nodes.get(id(schema))
+        if node is None:
+            node = self._nodes[id(schema)] = _Node(schema, _resolve(self.defs, schema))
+        return node
+
     def _walk(self, schema: dict, value: Any, path: str, parts: tuple, unknown: list,
               problems: list, ignore: tuple[str, ...] = ()) -> None:
-        schema = _resolve(self.defs, schema)
-        if value is None or schema.get("x-kubernetes-int-or-string") or "oneOf" in schema \
-                or "anyOf" in schema:
+        self._walk_node(self._node(schema), value, path, parts, unknown, problems, ignore)
+
+    def _walk_node(self, node: _Node, value: Any, path: str, parts: tuple, unknown: list,
+                   problems: list, ignore: tuple[str, ...] = ()) -> None:
+        if value is None or node.skip:
             return
-        expected = _types(schema) - {"null"}
         actual = _json_type(value)
-        if expected and actual not in expected and not (actual == "integer" and "number" in expected):
-            want = sorted(expected)[0]
+        expected = node.expected
+        if expected and actual not in expected and not (actual == "integer" and node.number_ok):
             problems.append(errors.FieldError(errors.FieldErrorType.TYPE_INVALID, path, value,
-                                              f"must be of type {want}"))
+                                              f"must be of type {node.want}"))
             return
         if actual == "object":
-            if schema.get("x-kubernetes-preserve-unknown-fields"):
+            if node.preserve:
                 return
-            props = schema.get("properties")
-            extra = schema.get("additionalProperties")
+            props = node.props
             for key, sub in value.items():
-                child = f"{path}.{key}" if path else key
                 if props is not None and key in props:
-                    if not (path == "" and key in ignore):
-                        self._walk(props[key], sub, child, parts + (key,), unknown, problems)
-                elif isinstance(extra, dict):
-                    self._walk(extra, sub, child, parts + (key,), unknown, problems)
-                elif props is not None and extra is not True:
-                    unknown.append((child, parts + (key,)))
-        elif actual == "array" and "items" in schema:
+                    if path == "" and key in ignore:
+                        continue
+                    child = self._node(props[key])
+                elif node.extra_dict:
+                    child = self._node(node.extra)
+                elif props is not None and not node.extra_true:
+                    unknown.append((f"{path}.{key}" if path else key, parts + (key,)))
+                    continue
+                else:
+                    continue
+                if sub is None or child.skip:
+                    continue
+                if type(sub) in _SCALARS:  # a leaf: only its type to check, inline
+                    if child.expected:
+                        kind = _json_type(sub)
+                        if kind not in child.expected and not (kind == "integer"
+                                                               and child.number_ok):
+                            problems.append(errors.FieldError(
+                                errors.FieldErrorType.TYPE_INVALID,
+                                f"{path}.{key}" if path else key, sub,
+                                f"must be of type {child.want}"))
+                    continue
+                self._walk_node(child, sub, f"{path}.{key}" if path else key, parts + (key,),
+                                unknown, problems)
+        elif actual == "array" and node.has_items:
+            child = self._node(node.items)
             for i, item in enumerate(value):
-                self._walk(schema["items"], item, f"{path}[{i}]", parts + (i,), unknown,
-                           problems)
+                self._walk_node(child, item, f"{path}[{i}]", parts + (i,), unknown, problems)
 
     # -- OpenAPI v3 ------------------------------------------------------------------------
     def openapi_document(self, group: str, version: str, kinds: list) -> dict:
