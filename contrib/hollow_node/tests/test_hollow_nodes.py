@@ -140,6 +140,60 @@ def test_leases_are_renewed_on_their_cadence(api):
     assert failed == 0
 
 
+def test_lease_renewals_keep_what_others_set_and_the_field_owners(api):
+    async def main():
+        async with Client(api.url) as client:
+            leases = client.resource("coordination.k8s.io/v1", "Lease")
+            async with HollowNodes(client, count=2, lease_interval=0.3,
+                                   status_interval=0) as hollow:
+                name = next(iter(hollow.nodes))
+                marked = await leases.patch(name, {"metadata": {"labels": {"seen-by": "test"}}},
+                                            "kube-node-lease")
+
+                async def renewed_after_mark():
+                    now = await leases.get(name, "kube-node-lease")
+                    return now if parse_rfc3339(now["spec"]["renewTime"]) > \
+                        parse_rfc3339(marked["spec"]["renewTime"]) else None
+                return marked, await wait_for(renewed_after_mark, timeout=10)
+    marked, renewed = run(main())
+    # the renewal wrote on top of the other writer's change (after a 409 and a re-read)
+    assert renewed["metadata"]["labels"] == {"seen-by": "test"}
+    assert renewed["metadata"]["ownerReferences"] == marked["metadata"]["ownerReferences"]
+    assert int(renewed["metadata"]["resourceVersion"]) > \
+        int(marked["metadata"]["resourceVersion"])
+    # the body left managedFields out, so the server kept every owner
+    managers = {e["manager"] for e in renewed["metadata"]["managedFields"]}
+    assert managers == {e["manager"] for e in marked["metadata"]["managedFields"]}
+
+
+def test_spread_serves_nodes_in_order_with_bounded_concurrency():
+    async def main():
+        async with Client("http://127.0.0.1:1") as client:  # never called
+            hollow = HollowNodes(client, count=6, concurrency=3)
+            calls, inflight, most = [], [0], [0]
+
+            async def action(node):
+                calls.append(node.name)
+                inflight[0] += 1
+                most[0] = max(most[0], inflight[0])
+                await asyncio.sleep(0.05)
+                inflight[0] -= 1
+                if node.index == 5:
+                    raise RuntimeError("one failure is counted, not fatal")
+            task = asyncio.create_task(hollow._spread("probe", 0.12, action))
+            while len(calls) < 13:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return calls, most[0], hollow.stats
+    calls, most, stats = run(main())
+    names = [f"hollow-node-{i}" for i in range(6)]
+    assert calls[:12] == names + names  # every node once per interval, in node order
+    assert most <= 3
+    assert stats["probe_failed"] >= 1 and stats["probe_ok"] >= 9
+
+
 def test_bound_pods_become_running_and_ready_and_deleted_pods_disappear(api):
     async def main():
         async with Client(api.url) as client:
