@@ -71,12 +71,26 @@ _STRIP_PREFIX: Path = ("f:metadata", "f:managedFields")
 # ----------------------------------------------------------------------------- managers
 
 
+_MANAGERS: dict[str, str] = {}  # User-Agent -> manager: clients send the same one every time
+
+
 def default_manager(user_agent: str | None) -> str:
     """The field manager of a non-apply request that names none: the User-Agent up to the
     first "/", without unprintable characters, cut to 128 bytes of UTF-8 (Kubernetes'
     ``prefixFromUserAgent``). ``kubectl/v1.32.5 (linux/amd64) kubernetes/abc`` gives
     ``kubectl``; ``OpenAPI-Generator/37.0.2/python`` gives ``OpenAPI-Generator``."""
-    prefix = (user_agent or "").split("/", 1)[0]
+    key = user_agent or ""
+    manager = _MANAGERS.get(key)
+    if manager is None:
+        manager = _prefix_from_user_agent(key)
+        if len(_MANAGERS) >= 1024:
+            _MANAGERS.clear()
+        _MANAGERS[key] = manager
+    return manager
+
+
+def _prefix_from_user_agent(user_agent: str) -> str:
+    prefix = user_agent.split("/", 1)[0]
     out: list[str] = []
     size = 0
     for ch in prefix:
@@ -487,6 +501,21 @@ def _same_json(lhs: Any, rhs: Any) -> bool:
         return False
 
 
+def _unchanged(lhs: Any, rhs: Any) -> bool:
+    """A quick "nothing under here differs" for the common cases (equal strings, numbers of
+    one type, booleans, the same JSON container); False means "compare in full"."""
+    if lhs is rhs:
+        return True
+    kind = type(lhs)
+    if kind is not type(rhs):
+        return False
+    if kind is str or kind is int or kind is float or kind is bool:
+        return lhs == rhs
+    if kind is dict or kind is list:
+        return _same_json(lhs, rhs)
+    return False
+
+
 def _compare(lhs: Any, rhs: Any, node: Field, path: Path,
              added: set, modified: set, removed: set) -> None:
     if type(lhs) is type(rhs) and type(lhs) in (dict, list) and _same_json(lhs, rhs):
@@ -496,6 +525,10 @@ def _compare(lhs: Any, rhs: Any, node: Field, path: Path,
         return
     if rhs is _MISSING:
         _all_nodes(lhs, node, path, removed)
+        return
+    if not isinstance(lhs, (dict, list)) and not isinstance(rhs, (dict, list)):
+        if path and not json_equal(lhs, rhs):  # two leaves (what _shape says of scalars)
+            modified.add(path)
         return
     ls, rs = _shape(lhs, node), _shape(rhs, node)
     if ls == "leaf" and rs == "leaf":
@@ -513,9 +546,15 @@ def _compare(lhs: Any, rhs: Any, node: Field, path: Path,
             modified.add(path)
         return
     if ls == "map":
-        for key in list(lhs) + [k for k in rhs if k not in lhs]:
-            _compare(lhs.get(key, _MISSING), rhs.get(key, _MISSING), node.child(key),
-                     path + ("f:" + key,), added, modified, removed)
+        for key, lv in lhs.items():
+            rv = rhs.get(key, _MISSING)
+            if _unchanged(lv, rv):
+                continue
+            _compare(lv, rv, node.child(key), path + ("f:" + key,), added, modified, removed)
+        for key, rv in rhs.items():
+            if key not in lhs:
+                _compare(_MISSING, rv, node.child(key), path + ("f:" + key,), added, modified,
+                         removed)
         return
     le = _list_elements(lhs, node, strict=False)
     re_ = _list_elements(rhs, node, strict=False)
@@ -526,9 +565,14 @@ def _compare(lhs: Any, rhs: Any, node: Field, path: Path,
     item_node = _item_node(node)
     left = dict(le)
     right = dict(re_)
-    for element in list(left) + [e for e in right if e not in left]:
-        _compare(left.get(element, _MISSING), right.get(element, _MISSING), item_node,
-                 path + (element,), added, modified, removed)
+    for element, lv in left.items():
+        rv = right.get(element, _MISSING)
+        if _unchanged(lv, rv):
+            continue
+        _compare(lv, rv, item_node, path + (element,), added, modified, removed)
+    for element, rv in right.items():
+        if element not in left:
+            _compare(_MISSING, rv, item_node, path + (element,), added, modified, removed)
 
 
 # ----------------------------------------------------------------------------- apply merge
@@ -829,13 +873,10 @@ def _with_entries(obj: dict, entries: list[_Entry]) -> dict:
     """``obj`` with ``entries`` as its managedFields: a new top level and metadata, the other
     values shared with ``obj``."""
     out = dict(obj)
-    meta = out.get("metadata")
-    if meta is None:
-        meta = out["metadata"] = {}
-    elif not isinstance(meta, dict):
+    meta = out.setdefault("metadata", {})
+    if not isinstance(meta, dict):
         return out
-    else:
-        meta = out["metadata"] = dict(meta)
+    meta = out["metadata"] = dict(meta)
     entries = _cap_update_managers([e for e in entries if e.fields])
     if entries:
         meta["managedFields"] = _sorted_json(entries)
