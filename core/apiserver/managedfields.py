@@ -939,15 +939,19 @@ def update_managed_fields(
     mine = _Entry(manager, "Update", api_version, None, FieldSet(), subresource)
     result: list[_Entry] = []
     previous: _Entry | None = None
+    owned_before: FieldSet | None = None
     for entry in entries:
+        before_fields = entry.fields
         entry = _Entry(entry.manager, entry.operation, entry.api_version, entry.time,
                        entry.fields - changed - removed, entry.subresource)
         if entry.identity == mine.identity:
-            previous = entry
+            previous, owned_before = entry, before_fields
             continue
         result.append(entry)
     if changed:
         mine.fields = changed | (previous.fields if previous else FieldSet())
+        if owned_before is not None and mine.fields.paths == owned_before.paths:
+            mine.fields = owned_before  # the same set (a renewal): keeps its FieldsV1 tree
         mine.time = _now(time)
         result.append(mine)
     elif previous is not None:

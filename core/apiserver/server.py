@@ -338,7 +338,7 @@ class APIServer:
     async def admit(self, ctx: Context | None, phase: str, operation: str, kind: Kind,
                     obj: dict | None, old: dict | None, dry_run: bool,
                     subresource: str = "") -> None:
-        if not self.plugins:
+        if not self.plugins or not self.plugins.pipelines["admission"]:
             return
         source = obj if obj is not None else old
         req = adm.AdmissionRequest(
