@@ -148,8 +148,24 @@ def _dumps(value: Any) -> str:
     return json.dumps(_canonical(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+_RANKS = {"f": 0, "k": 1, "v": 2, "i": 3}
+
+
 def _element_rank(element: str) -> tuple[int, str]:
-    return ({"f": 0, "k": 1, "v": 2, "i": 3}.get(element[:1], 4), element)
+    return (_RANKS.get(element[:1], 4), element)
+
+
+def _sorted_elements(elements: Iterable[str]) -> list[str]:
+    """Sorted by :func:`_element_rank`. When every element starts with f, k or v (almost
+    always), that is plain string order, since f < k < v."""
+    out = sorted(elements)
+    for element in out:
+        if element[:1] not in _FKV:
+            return sorted(out, key=_element_rank)
+    return out
+
+
+_FKV = frozenset("fkv")
 
 
 class FieldSet:
@@ -236,22 +252,34 @@ class FieldSet:
     def _encoded(self) -> bytes:
         encoded = _ENCODED.get(self._paths)
         if encoded is None:
-            root: dict = {}
-            for path in self._paths:
-                node = root
-                for element in path:
-                    node = node.setdefault(element, {})
-            encoded = _json.dumps(_emit_fields_v1(root, (), self._paths))
-            _remember(_ENCODED, self._paths, encoded)
+            encoded = self._emit()[1]
         return encoded
+
+    def _emit(self) -> tuple[dict, bytes]:
+        """A new FieldsV1 tree and its JSON (remembered for the next time)."""
+        root: dict = {}
+        for path in self._paths:
+            node = root
+            for element in path:
+                node = node.setdefault(element, {})
+        tree = _emit_fields_v1(root, (), self._paths)
+        encoded = _json.dumps(tree)
+        _remember(_ENCODED, self._paths, encoded)
+        return tree, encoded
 
     def _tree(self) -> dict:
         """The FieldsV1 tree for a managedFields entry being written: the tree this set was
         decoded from when that is already the canonical encoding (most entries of most
         writes), else a new one."""
-        if self._source is not None and self._source[1] == self._encoded():
+        encoded = _ENCODED.get(self._paths)
+        if encoded is None:
+            tree, encoded = self._emit()
+            if self._source is not None and self._source[1] == encoded:
+                return self._source[0]
+            return tree
+        if self._source is not None and self._source[1] == encoded:
             return self._source[0]
-        return self.to_fields_v1()
+        return _json.loads(encoded)
 
     @classmethod
     def from_fields_v1(cls, tree: Any) -> "FieldSet":
@@ -295,7 +323,7 @@ def _emit_fields_v1(node: dict, path: Path, members: set) -> dict:
     out: dict = {}
     if node and path in members and path:
         out["."] = {}
-    for element in sorted(node, key=_element_rank):
+    for element in _sorted_elements(node):
         out[element] = _emit_fields_v1(node[element], path + (element,), members)
     return out
 
