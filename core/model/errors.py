@@ -417,10 +417,12 @@ class FieldPath:
 
     def child(self, *names: str) -> FieldPath:
         """Append named fields: ``metadata`` → ``metadata.labels``."""
-        p = FieldPath()
-        p._parts = self._parts
+        parts = self._parts
         for n in names:
-            p._parts = p._child(n)
+            if n:
+                parts = parts + ((("." if parts else "") + n),)
+        p = _new_path(FieldPath)
+        p._parts = parts
         return p
 
     def index(self, i: int) -> FieldPath:
@@ -448,6 +450,9 @@ class FieldPath:
 
     def __hash__(self) -> int:
         return hash(str(self))
+
+
+_new_path = object.__new__  # a FieldPath without running __init__ (child() is a hot path)
 
 
 class FieldErrorType(str, enum.Enum):

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
 import json
 import re
@@ -105,6 +106,29 @@ def _matches(fmt: str, value: str) -> bool:
     return bool(_RE[fmt].match(value)) and "\n" not in value
 
 
+_MEMO_SIZE = 4096
+
+
+def _memoized(check: Callable[[str], list[str]]) -> Callable[[str], list[str]]:
+    """A syntax check remembering its answers for short strings: every write checks the same
+    names, namespaces, label keys and values again."""
+    answers: dict[str, tuple[str, ...]] = {}
+
+    @functools.wraps(check)
+    def memoized(value: str) -> list[str]:
+        if type(value) is not str or len(value) > 253:
+            return check(value)
+        found = answers.get(value)
+        if found is None:
+            found = tuple(check(value))
+            if len(answers) >= _MEMO_SIZE:
+                answers.clear()
+            answers[value] = found
+        return list(found)
+    return memoized
+
+
+@_memoized
 def is_dns1123_label(value: str) -> list[str]:
     """RFC 1123 label: at most 63 lower-case alphanumerics or ``-``, alphanumeric at both
     ends (namespace names, container and port names)."""
@@ -116,6 +140,7 @@ def is_dns1123_label(value: str) -> list[str]:
     return errs
 
 
+@_memoized
 def is_dns1123_subdomain(value: str) -> list[str]:
     """RFC 1123 subdomain: at most 253 characters of dot-separated labels (most object
     names)."""
@@ -127,6 +152,7 @@ def is_dns1123_subdomain(value: str) -> list[str]:
     return errs
 
 
+@_memoized
 def is_dns1035_label(value: str) -> list[str]:
     """RFC 1035 label: like an RFC 1123 label but starting with a letter (Service names)."""
     errs = []
@@ -137,6 +163,7 @@ def is_dns1035_label(value: str) -> list[str]:
     return errs
 
 
+@_memoized
 def is_qualified_name(value: str) -> list[str]:
     """A label or annotation key, finalizer name and similar: ``[prefix/]name`` where the
     prefix is a DNS subdomain and the name at most 63 alphanumerics, ``-``, ``_``, ``.``,
@@ -164,6 +191,7 @@ def is_qualified_name(value: str) -> list[str]:
     return errs
 
 
+@_memoized
 def is_valid_label_value(value: str) -> list[str]:
     """A label value: empty, or at most 63 alphanumerics, ``-``, ``_``, ``.``, alphanumeric
     at both ends."""
@@ -470,7 +498,24 @@ def validate_object_meta_update(new: dict, old: dict,
 # -------------------------------------------------------------------------- quantities
 
 
+_QUANTITIES: dict[str, Quantity | str] = {}  # text -> Quantity (immutable) or the error
+
+
 def _quantity(value: Any, path: FieldPath, errs: list[FieldError]) -> Quantity | None:
+    if type(value) is str and len(value) <= 253:
+        found = _QUANTITIES.get(value)
+        if found is None:
+            try:
+                found = Quantity(value)
+            except (QuantityError, TypeError) as exc:
+                found = str(exc) if isinstance(exc, QuantityError) else "must be a quantity"
+            if len(_QUANTITIES) >= _MEMO_SIZE:
+                _QUANTITIES.clear()
+            _QUANTITIES[value] = found
+        if isinstance(found, Quantity):
+            return found
+        errs.append(FieldError.invalid(path, value, found))
+        return None
     try:
         return Quantity(value)
     except (QuantityError, TypeError) as exc:
