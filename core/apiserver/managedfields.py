@@ -489,13 +489,19 @@ def _all_nodes(value: Any, node: Field, path: Path, out: set[Path]) -> None:
     shape = _shape(value, node)
     if shape == "map":
         for key, sub in value.items():
-            _all_nodes(sub, node.child(key), path + ("f:" + key,), out)
+            if isinstance(sub, (dict, list)):
+                _all_nodes(sub, node.child(key), path + ("f:" + key,), out)
+            else:
+                out.add(path + ("f:" + key,))  # a leaf: nothing below it
     elif shape == "list":
         elements = _list_elements(value, node, strict=False)
         if elements is not None:
             item_node = _item_node(node)
             for element, item in elements:
-                _all_nodes(item, item_node, path + (element,), out)
+                if isinstance(item, (dict, list)):
+                    _all_nodes(item, item_node, path + (element,), out)
+                else:
+                    out.add(path + (element,))
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import copy
 import datetime
 import secrets
+import time
 import uuid
 from typing import Any
 
@@ -148,8 +149,18 @@ def _utc(now: datetime.datetime | None) -> datetime.datetime:
     return now.astimezone(datetime.timezone.utc)
 
 
+_this_second: list = [None, ""]  # (whole second, its text): one strftime a second
+
+
 def now_rfc3339(now: datetime.datetime | None = None) -> str:
     """A ``Time`` as the API writes it, to the second: ``2026-11-21T07:54:43Z``."""
+    if now is None:
+        second = int(time.time())
+        if _this_second[0] != second:
+            _this_second[1] = datetime.datetime.fromtimestamp(
+                second, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            _this_second[0] = second
+        return _this_second[1]
     return _utc(now).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -456,14 +467,34 @@ def mark_for_deletion(obj: dict, grace_period_seconds: int = 0, *,
 # ------------------------------------------------------------------------------ pods
 
 
+_QUANTITIES: dict[str, Quantity | None] = {}  # text -> Quantity (immutable), None: invalid
+
+
+def _quantity_or_none(value: Any) -> Quantity | None:
+    if type(value) is str and len(value) <= 253:
+        if value in _QUANTITIES:
+            return _QUANTITIES[value]
+        try:
+            q: Quantity | None = Quantity(value)
+        except (QuantityError, TypeError):
+            q = None
+        if len(_QUANTITIES) >= 4096:
+            _QUANTITIES.clear()
+        _QUANTITIES[value] = q
+        return q
+    try:
+        return Quantity(value)
+    except (QuantityError, TypeError):
+        return None
+
+
 def _positive(resources: dict, key: str) -> dict[str, Quantity]:
     out = {}
     for res, value in ((resources or {}).get(key) or {}).items():
         if res not in ("cpu", "memory"):
             continue
-        try:
-            q = Quantity(value)
-        except (QuantityError, TypeError):
+        q = _quantity_or_none(value)
+        if q is None:
             continue
         if q > 0:
             out[res] = q
