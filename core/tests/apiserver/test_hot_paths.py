@@ -1,0 +1,214 @@
+"""The shortcuts of the API server's write path give the answers of the long way round:
+JSON copies, memoised FieldsV1 encoding and decoding, the comparison's skipping of
+unchanged values, the compiled schema walk, memoised syntax checks."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import re
+
+from pilothouse.apiserver import _json
+from pilothouse.apiserver import managedfields as mf
+from pilothouse.apiserver import patch as patching
+from pilothouse.apiserver.patch_strategies import strategy_for
+from pilothouse.apiserver.schemas import SchemaSet
+from pilothouse.model import meta, validation
+from pilothouse.model.errors import FieldPath
+from pilothouse.model.kinds import builtin_registry
+
+T0 = "2026-01-01T00:00:00Z"
+T1 = "2026-01-01T00:00:10Z"
+
+
+def _lease(renew: str) -> dict:
+    return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "n1", "namespace": "kube-node-lease", "resourceVersion": "7"},
+            "spec": {"holderIdentity": "n1", "leaseDurationSeconds": 40, "renewTime": renew}}
+
+
+# ----------------------------------------------------------------------------- JSON copies
+
+
+def test_json_copy_is_deep_and_equal():
+    value = {"a": [1, 2.5, True, None, "x", {"b": [{"c": 1}]}], "d": {}}
+    copied = _json.copy(value)
+    assert copied == value
+    copied["a"][5]["b"][0]["c"] = 2
+    assert value["a"][5]["b"][0]["c"] == 1
+
+
+class _Text(str):
+    pass
+
+
+def test_json_copy_keeps_what_a_round_trip_would_change():
+    nan = float("nan")
+    for value in ({"a": nan}, {"a": float("inf")}, {"a": (1, 2)}, {"a": 2 ** 70},
+                  {1: "x"}, {"a": _Text("x")}, [True, 1, 1.0]):
+        copied = _json.copy(value)
+        expected = copy.deepcopy(value)
+        assert repr(copied) == repr(expected)
+        assert [type(v) for v in (copied.values() if isinstance(copied, dict) else copied)] \
+            == [type(v) for v in (expected.values() if isinstance(expected, dict)
+                                  else expected)]
+
+
+def test_merge_patch_copies_once_and_leaves_its_inputs_alone():
+    target = {"status": {"phase": "Pending", "conditions": [{"type": "PodScheduled"}]},
+              "spec": {"nodeName": "n1"}, "x": 1}
+    body = {"status": {"phase": "Running", "podIP": None, "new": {"a": {"b": None, "c": 1}}},
+            "x": {"y": None, "z": [1]}}
+    before_target, before_body = copy.deepcopy(target), copy.deepcopy(body)
+    result = patching.apply_merge_patch(target, body)
+    assert result == {"status": {"phase": "Running",
+                                 "conditions": [{"type": "PodScheduled"}],
+                                 "new": {"a": {"c": 1}}},
+                      "spec": {"nodeName": "n1"}, "x": {"z": [1]}}
+    assert target == before_target and body == before_body
+    result["status"]["conditions"][0]["type"] = "changed"
+    result["x"]["z"].append(2)
+    assert target == before_target and body == before_body
+
+
+# ----------------------------------------------------------------------------- managedFields
+
+
+def test_renewal_changes_only_the_time_of_the_renewers_entry():
+    strategy = strategy_for("coordination.k8s.io", "Lease")
+    created = mf.update_managed_fields(None, _lease(T0), "kubelet", time=T0,
+                                       strategy=strategy)
+    renewed_body = {**created, "spec": {**created["spec"], "renewTime": T1}}
+    renewed = mf.update_managed_fields(created, renewed_body, "kubelet", time=T1,
+                                       strategy=strategy)
+    [before] = created["metadata"]["managedFields"]
+    [after] = renewed["metadata"]["managedFields"]
+    assert after == {**before, "time": T1}
+    # the same answer as from a fresh decoding of the entries (no memo involved)
+    fresh = mf.FieldSet(mf.FieldSet.from_fields_v1(before["fieldsV1"]).paths)
+    assert after["fieldsV1"] == fresh.to_fields_v1()
+
+
+def test_a_non_canonical_fields_v1_is_written_back_canonical():
+    strategy = strategy_for("coordination.k8s.io", "Lease")
+    body = _lease(T0)
+    body["metadata"]["managedFields"] = [{
+        "manager": "kubelet", "operation": "Update", "apiVersion": "coordination.k8s.io/v1",
+        "time": T0, "fieldsType": "FieldsV1",
+        # keys out of order and a map without its "." marker
+        "fieldsV1": {"f:spec": {"f:renewTime": {}, "f:holderIdentity": {}}}}]
+    old = copy.deepcopy(body)
+    out = mf.update_managed_fields(old, body, "other", time=T1, strategy=strategy)
+    [entry] = out["metadata"]["managedFields"]
+    assert list(entry["fieldsV1"]["f:spec"]) == ["f:holderIdentity", "f:renewTime"]
+    # decoding twice (the second time from the memo) gives the same set
+    tree = body["metadata"]["managedFields"][0]["fieldsV1"]
+    assert mf.FieldSet.from_fields_v1(tree) == mf.FieldSet.from_fields_v1(copy.deepcopy(tree))
+
+
+def test_to_fields_v1_gives_a_new_tree_each_time():
+    fields = mf.FieldSet([("f:spec", "f:a"), ("f:spec", "f:b")])
+    first = fields.to_fields_v1()
+    first["f:spec"]["f:c"] = {}
+    assert fields.to_fields_v1() == {"f:spec": {"f:a": {}, "f:b": {}}}
+
+
+def test_comparison_sees_true_against_one_inside_equal_looking_values():
+    old = {"spec": {"a": [1], "b": {"c": 1}, "d": {"e": 0}}}
+    new = {"spec": {"a": [True], "b": {"c": True}, "d": {"e": 0}}}
+    assert old == new  # Python's equality cannot tell them apart
+    diff = mf.compare_objects(old, new)
+    assert diff.modified.paths == {("f:spec", "f:a"), ("f:spec", "f:b", "f:c")}
+    assert not diff.added and not diff.removed
+
+
+def test_comparison_skips_nothing_that_changed():
+    strategy = strategy_for("", "Pod")
+    old = {"spec": {"containers": [{"name": "a", "image": "x", "ports": [{"containerPort": 80}]}],
+                    "nodeName": "n1"}}
+    new = copy.deepcopy(old)
+    new["spec"]["containers"][0]["ports"][0]["containerPort"] = 81
+    new["spec"]["containers"].append({"name": "b", "image": "y"})
+    del new["spec"]["nodeName"]
+    diff = mf.compare_objects(old, new, strategy)
+    c = 'k:{"name":"a"}'
+    assert ("f:spec", "f:containers", c, "f:ports") in diff.modified.paths \
+        or any(p[:3] == ("f:spec", "f:containers", c) for p in diff.added.paths)
+    assert ("f:spec", "f:nodeName") in diff.removed.paths
+    assert ("f:spec", "f:containers", 'k:{"name":"b"}', "f:image") in diff.added.paths
+    assert mf.compare_objects(old, copy.deepcopy(old), strategy) == mf.Comparison(
+        mf.FieldSet(), mf.FieldSet(), mf.FieldSet())
+
+
+def test_default_manager_is_the_same_from_the_memo():
+    agent = "kubectl/v1.32.5 (linux/amd64) kubernetes/abc"
+    assert mf.default_manager(agent) == mf.default_manager(agent) == "kubectl"
+    assert mf.default_manager(None) == mf.default_manager("") == ""
+
+
+# ----------------------------------------------------------------------------- schemas
+
+
+def test_schema_walk_follows_a_replaced_custom_schema():
+    schemas = SchemaSet()
+    obj = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+           "spec": {"size": 3}}
+
+    def widget(size_type: str) -> dict:
+        return {"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "size": {"type": size_type}}}}}
+    schemas.add_custom("example.com", "v1", "Widget", widget("string"))
+    unknown, problems = schemas.check("example.com", "v1", "Widget", obj, ignore=())
+    assert [p.path for p in problems] == ["spec.size"] and not unknown
+    schemas.add_custom("example.com", "v1", "Widget", widget("integer"))
+    assert schemas.check("example.com", "v1", "Widget", obj, ignore=()) == ([], [])
+    schemas.remove_custom("example.com", "v1", "Widget")
+    assert schemas.check("example.com", "v1", "Widget", obj, ignore=()) == ([], [])
+
+
+def test_schema_walk_reports_leaves_and_unknown_fields_with_their_paths():
+    schemas = SchemaSet()
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": 1}},
+           "spec": {"containers": [{"name": "c", "image": 5, "bogus": True,
+                                    "ports": [{"containerPort": "80"}]}]},
+           "status": {"phase": 3}}
+    unknown, problems = schemas.check("", "v1", "Pod", pod, ignore=("status",))
+    assert unknown == [("spec.containers[0].bogus", ("spec", "containers", 0, "bogus"))]
+    assert sorted(p.path for p in problems) == [
+        "metadata.labels.a", "spec.containers[0].image",
+        "spec.containers[0].ports[0].containerPort"]
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def test_memoised_syntax_checks_answer_fresh_lists():
+    first = validation.is_dns1123_subdomain("Bad_Name")
+    assert first
+    first.append("changed")
+    assert "changed" not in validation.is_dns1123_subdomain("Bad_Name")
+    assert validation.is_qualified_name("app") == [] == validation.is_qualified_name("app")
+
+
+def test_invalid_quantity_is_reported_each_time():
+    kind = builtin_registry().get("", "v1", "Pod")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "d"},
+           "spec": {"containers": [{"name": "c", "image": "i", "resources": {
+               "limits": {"cpu": "1x"}, "requests": {"cpu": "100m"}}}]}}
+    first = [str(e) for e in validation.validate(kind, pod)]
+    assert any("resources.limits[cpu]" in e for e in first)
+    assert [str(e) for e in validation.validate(kind, pod)] == first
+
+
+def test_now_rfc3339_is_the_current_second():
+    before = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    text = meta.now_rfc3339()
+    after = datetime.datetime.now(datetime.timezone.utc)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", text)
+    assert before <= meta.parse_rfc3339(text) <= after
+
+
+def test_field_path_child_skips_empty_names():
+    assert str(FieldPath("spec").child("", "containers").index(0).child("image")) == \
+        "spec.containers[0].image"
+    assert str(FieldPath().child("metadata")) == "metadata"
