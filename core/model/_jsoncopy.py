@@ -31,3 +31,15 @@ def copy_json(value: Any) -> Any:
             if copied == value:  # NaN != NaN, None != inf, [] != ()
                 return copied
     return _copy.deepcopy(value)
+
+
+def exact_json(value: Any) -> bytes | None:
+    """The JSON text of ``value`` when it tells ``value`` apart from every other value (for a
+    memo key), or None when it would not (NaN, infinities, tuples, other types...)."""
+    if orjson is None:
+        return None
+    try:
+        encoded = orjson.dumps(value, option=_EXACT)
+    except TypeError:
+        return None
+    return encoded if orjson.loads(encoded) == value else None

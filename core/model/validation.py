@@ -38,6 +38,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from pilothouse.model._jsoncopy import exact_json as _exact_json
 from pilothouse.model.errors import FieldError, FieldPath
 from pilothouse.model.kinds import Kind, _lookup
 from pilothouse.model.quantity import Quantity, QuantityError
@@ -811,8 +812,22 @@ def validate_pod_spec(spec: Any, path: FieldPath | str = "spec") -> list[FieldEr
     return errs
 
 
+_VALID_POD_SPECS: set[bytes] = set()  # the exact JSON of specs found valid
+
+
 def _validate_pod(obj: dict) -> list[FieldError]:
-    return validate_pod_spec(obj.get("spec"), FieldPath("spec"))
+    # A pod's spec is validated on every write of the pod (create, binding, status), and the
+    # pods of one template have the same spec: valid specs are remembered by their JSON.
+    spec = obj.get("spec")
+    key = _exact_json(spec) if type(spec) is dict else None
+    if key is not None and key in _VALID_POD_SPECS:
+        return []
+    errs = validate_pod_spec(spec, FieldPath("spec"))
+    if key is not None and not errs:
+        if len(_VALID_POD_SPECS) >= 1024:
+            _VALID_POD_SPECS.clear()
+        _VALID_POD_SPECS.add(key)
+    return errs
 
 
 # ----------------------------------------------------------------------------- services

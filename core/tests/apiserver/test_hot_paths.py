@@ -13,7 +13,7 @@ from pilothouse.apiserver import managedfields as mf
 from pilothouse.apiserver import patch as patching
 from pilothouse.apiserver.patch_strategies import strategy_for
 from pilothouse.apiserver.schemas import SchemaSet
-from pilothouse.model import meta, validation
+from pilothouse.model import defaults, meta, validation
 from pilothouse.model.errors import FieldPath
 from pilothouse.model.kinds import builtin_registry
 
@@ -212,3 +212,19 @@ def test_field_path_child_skips_empty_names():
     assert str(FieldPath("spec").child("", "containers").index(0).child("image")) == \
         "spec.containers[0].image"
     assert str(FieldPath().child("metadata")) == "metadata"
+
+
+def test_a_remembered_valid_pod_spec_does_not_hide_a_lookalike():
+    kind = builtin_registry().get("", "v1", "Pod")
+
+    def pod(grace):
+        return defaults.apply_defaults(kind, {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "d"},
+            "spec": {"containers": [{"name": "c", "image": "i"}],
+                     "terminationGracePeriodSeconds": grace}})
+    assert validation.validate(kind, pod(1)) == [] == validation.validate(kind, pod(1))
+    assert pod(1) == pod(True)  # equal to Python, not to JSON
+    assert any("terminationGracePeriodSeconds" in str(e)
+               for e in validation.validate(kind, pod(True)))
+    assert any("terminationGracePeriodSeconds" in str(e)
+               for e in validation.validate(kind, pod(float("nan"))))
