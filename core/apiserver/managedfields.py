@@ -262,7 +262,9 @@ class FieldSet:
             node = root
             for element in path:
                 node = node.setdefault(element, {})
-        tree = _emit_fields_v1(root, (), self._paths)
+            if path:
+                node[_MEMBER] = True
+        tree = _emit_fields_v1(root)
         encoded = _json.dumps(tree)
         _remember(_ENCODED, self._paths, encoded)
         return tree, encoded
@@ -319,12 +321,16 @@ def _remember(cache: dict, key: Any, value: Any) -> None:
 
 # Module-level recursion (not nested closures): a recursive closure is a reference cycle, and
 # one per write made the API server's garbage collections long (measured in bench/scheduler.py).
-def _emit_fields_v1(node: dict, path: Path, members: set) -> dict:
+_MEMBER = None  # key marking, in a tree being built, a node that is itself a member
+
+
+def _emit_fields_v1(node: dict) -> dict:
+    """The FieldsV1 form of a tree built from paths: members with children get ``"."``."""
     out: dict = {}
-    if node and path in members and path:
+    if node.pop(_MEMBER, False) and node:
         out["."] = {}
     for element in _sorted_elements(node):
-        out[element] = _emit_fields_v1(node[element], path + (element,), members)
+        out[element] = _emit_fields_v1(node[element])
     return out
 
 
