@@ -326,10 +326,11 @@ _MEMBER = None  # key marking, in a tree being built, a node that is itself a me
 
 def _emit_fields_v1(node: dict) -> dict:
     """The FieldsV1 form of a tree built from paths: members with children get ``"."``."""
-    out: dict = {}
-    if node.pop(_MEMBER, False) and node:
-        out["."] = {}
-    for element in _sorted_elements(node):
+    member = node.pop(_MEMBER, False)
+    if not node:
+        return {}
+    out: dict = {".": {}} if member else {}
+    for element in _sorted_elements(node) if len(node) > 1 else node:
         out[element] = _emit_fields_v1(node[element])
     return out
 
