@@ -11,7 +11,11 @@ interpreter) with the chosen store, then measures with aiohttp clients:
 * mutating latency under an open-loop load of 500 writes/s (Kubernetes' SLO: p99 <= 1 s;
   goal here: p99 < 50 ms);
 * watch fan-out: 1,000 watchers, time from a write's acknowledgement to the last watcher's
-  event (goal: p99 < 100 ms).
+  event (goal: p99 < 100 ms);
+* the server's CPU per request (from /proc, its idle use subtracted) of a Lease renewal as
+  a kubelet sends it (PUT of the last response with a new ``renewTime``), of a PUT that
+  changes nothing, of a pod create and of the ``pods/status`` merge patch a node agent
+  sends when the pod runs.
 """
 
 from __future__ import annotations
@@ -182,6 +186,86 @@ async def fanout(url: str, watchers: int, writes: int) -> list[float]:
                 watchers]
 
 
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def micro_time(i: int) -> str:
+    t = time.time() + i * 1e-6
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e6):06d}Z"
+
+
+async def cpu_per_request(session, url: str, pid: int, n: int) -> list[tuple[str, float]]:
+    """CPU ms of the API server per request of each kind, 8 clients, one kind at a time."""
+    leases = f"{url}/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
+    pods = f"{url}/api/v1/namespaces/default/pods"
+    current: dict[int, dict] = {}
+    for i in range(50):
+        async with session.post(leases, json={
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": f"bench-{i}"}, "spec": {
+                    "holderIdentity": f"bench-{i}", "leaseDurationSeconds": 40,
+                    "renewTime": micro_time(0)}}) as r:
+            assert r.status == 201, await r.text()
+            current[i] = await r.json()
+    c0, t0 = cpu_seconds(pid), time.perf_counter()
+    await asyncio.sleep(2.0)
+    idle = (cpu_seconds(pid) - c0) / (time.perf_counter() - t0)
+    out = []
+
+    async def measure(label, request):
+        counter = iter(range(n))
+
+        async def worker():
+            for i in counter:
+                await request(i)
+        c0, t0 = cpu_seconds(pid), time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(8)))
+        spent = cpu_seconds(pid) - c0 - idle * (time.perf_counter() - t0)
+        out.append((label, spent / n * 1000))
+
+    async def renew(i, change=True):
+        lease = current[i % 50]
+        body = {**lease, "spec": {**lease["spec"], "renewTime": micro_time(i)
+                                  if change else lease["spec"]["renewTime"]}}
+        async with session.put(f"{leases}/bench-{i % 50}", json=body) as r:
+            assert r.status == 200, await r.text()
+            current[i % 50] = await r.json()
+
+    async def create(i):
+        async with session.post(pods, json={
+                "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"cpu-{i}"},
+                "spec": {"nodeName": "node-1", "containers": [{
+                    "name": "pause", "image": "registry.k8s.io/pause:3.10",
+                    "resources": {"requests": {"cpu": "100m", "memory": "500Mi"},
+                                  "limits": {"cpu": "100m", "memory": "500Mi"}}}]}}) as r:
+            assert r.status == 201, await r.text()
+
+    async def status(i):
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        ip = f"10.64.{i // 250 % 250}.{i % 250 + 2}"
+        conditions = [{"type": t, "status": "True", "lastProbeTime": None,
+                       "lastTransitionTime": now}
+                      for t in ("Initialized", "ContainersReady", "Ready", "PodScheduled")]
+        async with session.patch(f"{pods}/cpu-{i}/status", data=json.dumps({"status": {
+                "phase": "Running", "conditions": conditions, "hostIP": "172.16.0.2",
+                "podIP": ip, "podIPs": [{"ip": ip}], "startTime": now,
+                "containerStatuses": [{"name": "pause", "ready": True, "restartCount": 0,
+                                       "image": "registry.k8s.io/pause:3.10", "imageID": "",
+                                       "started": True,
+                                       "state": {"running": {"startedAt": now}}}]}}),
+                headers={"Content-Type": "application/merge-patch+json"}) as r:
+            assert r.status == 200, await r.text()
+
+    await measure("Lease renewal (PUT)", renew)
+    await measure("Lease PUT, no change", lambda i: renew(i, change=False))
+    await measure("pod create", create)
+    await measure("pods/status merge patch", status)
+    return out
+
+
 async def main(args) -> None:
     work = tempfile.mkdtemp(prefix="pilothouse-bench-")
     proc, url = start_server(args.store, work)
@@ -205,6 +289,9 @@ async def main(args) -> None:
             print(f"-- open loop: 500 updates/s for {seconds} s", flush=True)
             lat = await open_loop(session, url, 500, seconds)
             print(line("update @500/s", len(lat) / seconds, lat), flush=True)
+            print("-- API server CPU per request (8 clients, one kind at a time)", flush=True)
+            for label, ms in await cpu_per_request(session, url, proc.pid, n):
+                print(f"  {label:<28} {ms:9.3f} ms", flush=True)
         watchers = 100 if args.quick else 1000
         writes = 5 if args.quick else 20
         print(f"-- watch fan-out: {watchers} watchers, {writes} writes", flush=True)
