@@ -228,3 +228,12 @@ def test_a_remembered_valid_pod_spec_does_not_hide_a_lookalike():
                for e in validation.validate(kind, pod(True)))
     assert any("terminationGracePeriodSeconds" in str(e)
                for e in validation.validate(kind, pod(float("nan"))))
+
+
+def test_new_uid_is_a_random_version_4_uuid():
+    import uuid
+    uids = {meta.new_uid() for _ in range(1000)}
+    assert len(uids) == 1000
+    for uid in uids:
+        parsed = uuid.UUID(uid)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == uid
