@@ -63,6 +63,7 @@ import tempfile
 import time
 
 import aiohttp
+import orjson
 import yaml
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -220,7 +221,7 @@ class Observer:
                     while b"\n" in buf:
                         line, buf = buf.split(b"\n", 1)
                         if line.strip():
-                            self._event(json.loads(line), now)
+                            self._event(orjson.loads(line), now)
                     self.changed.set()
 
     def _event(self, ev: dict, now: float) -> None:
@@ -674,9 +675,11 @@ async def breakdown(args) -> list[tuple[str, float, float]]:
                 current = leases.get(i % 100)
                 body = current or {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                                    "metadata": {"name": f"n{i % 100}"}}
+                # a renewal: a new renewTime each time, as a node agent sends it
+                renew = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + \
+                    f".{i % 1000000:06d}Z"
                 body = {**body, "spec": {"holderIdentity": f"n{i % 100}",
-                                         "leaseDurationSeconds": 40,
-                                         "renewTime": "2026-01-01T00:00:00.000000Z"}}
+                                         "leaseDurationSeconds": 40, "renewTime": renew}}
                 return ("PUT", f"{url}/apis/coordination.k8s.io/v1/namespaces/"
                         f"kube-node-lease/leases/n{i % 100}", body, js)
             await measure("lease update (PUT)", lease_put)
