@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 from collections.abc import AsyncIterator
 
 from pilothouse.interfaces.store import (
@@ -41,6 +42,60 @@ def _version_revision(version: tuple[int, KeyValue | None]) -> int:
     return version[0]
 
 
+#: Most events a watch holds for a consumer that does not take them; beyond that it drops
+#: them and reads history again when the consumer comes back.
+_MAX_PENDING = 4096
+
+
+class _Watcher:
+    """Delivery state of one open watch: the events matched for it and not yet taken, the
+    future its consumer sleeps on (one per sleep, however many events arrive meanwhile),
+    and one progress timer that is re-armed only when it fires too early."""
+
+    __slots__ = ("loop", "prefix", "interval", "pending", "waiter", "live", "timer",
+                 "idle_since", "progress_due")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, prefix: str,
+                 interval: float | None) -> None:
+        self.loop, self.prefix, self.interval = loop, prefix, interval
+        self.pending: collections.deque[WatchEvent] = collections.deque()
+        self.waiter: asyncio.Future | None = None
+        self.live = False  # attached: new events are pushed into `pending`
+        self.timer: asyncio.TimerHandle | None = None
+        self.idle_since = loop.time()  # last delivery, as the consumer came back for more
+        self.progress_due = False
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def sleep(self) -> None:
+        """Wait for events, a wake-up, or (with an interval) the progress deadline."""
+        if self.interval is not None and self.timer is None:
+            self.timer = self.loop.call_at(self.idle_since + self.interval, self._on_timer)
+        waiter = self.waiter = self.loop.create_future()
+        await waiter
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        if self.waiter is None:
+            return  # the consumer is busy; it arms the timer when it sleeps again
+        due = self.idle_since + self.interval
+        if self.loop.time() >= due:
+            self.progress_due = True
+            self.wake()
+        else:
+            self.timer = self.loop.call_at(due, self._on_timer)
+
+    def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
 class MemoryStore(Store):
     """A correct, single-process, non-durable :class:`~pilothouse.interfaces.store.Store`.
 
@@ -62,7 +117,8 @@ class MemoryStore(Store):
         self._events: list[WatchEvent] = []
         self._opened = False
         self._closed = False
-        self._wakeup: asyncio.Event | None = None
+        # prefix -> watches of that prefix that are caught up (see _watch)
+        self._watchers: dict[str, list[_Watcher]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -70,7 +126,6 @@ class MemoryStore(Store):
         if self._closed:
             raise StoreUnavailable("this MemoryStore was closed; construct a new one")
         self._opened = True
-        self._wakeup = asyncio.Event()
 
     async def close(self) -> None:
         if self._closed:
@@ -89,9 +144,38 @@ class MemoryStore(Store):
         self._check_open()
 
     def _notify(self) -> None:
-        if self._wakeup is not None:
-            self._wakeup.set()
-            self._wakeup = asyncio.Event()
+        """Wake every caught-up watch (on close)."""
+        for group in self._watchers.values():
+            for watcher in group:
+                watcher.wake()
+
+    def _dispatch(self, event: WatchEvent) -> None:
+        key = (event.kv or event.prev_kv).key
+        dropped = None
+        for prefix, group in self._watchers.items():
+            if key.startswith(prefix):
+                for watcher in group:
+                    watcher.pending.append(event)
+                    if len(watcher.pending) > _MAX_PENDING:
+                        dropped = (dropped or []) + [watcher]
+                    else:
+                        watcher.wake()
+        for watcher in dropped or ():
+            self._detach(watcher)
+            watcher.pending.clear()  # the consumer reads them from history instead
+            watcher.wake()
+
+    def _attach(self, watcher: _Watcher) -> None:
+        watcher.live = True
+        self._watchers.setdefault(watcher.prefix, []).append(watcher)
+
+    def _detach(self, watcher: _Watcher) -> None:
+        if watcher.live:
+            watcher.live = False
+            group = self._watchers[watcher.prefix]
+            group.remove(watcher)
+            if not group:
+                del self._watchers[watcher.prefix]
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -182,7 +266,8 @@ class MemoryStore(Store):
                 self._keys_dirty = True
         versions.append((event.revision, state))
         self._events.append(event)
-        self._notify()
+        if self._watchers:
+            self._dispatch(event)
 
     async def create(self, key: str, value: bytes) -> KeyValue:
         await self._enter()
@@ -242,7 +327,6 @@ class MemoryStore(Store):
             if not versions:
                 del self._versions[key]
                 self._keys_dirty = True
-        self._notify()  # watchers left behind the compaction end with Compacted
 
     # -- watch -----------------------------------------------------------------------------
 
@@ -260,34 +344,44 @@ class MemoryStore(Store):
         if after_revision > self._revision:
             raise StoreError(f"cannot watch after revision {after_revision}: the current "
                              f"revision is {self._revision}")
-        loop = asyncio.get_running_loop()
-        seen = after_revision  # every event up to `seen` has been considered
-        deadline = loop.time() + progress_interval if progress_interval else None
-        while not self._closed:
-            if seen < self._compacted:
-                raise Compacted(seen, self._compacted)
-            if seen < self._revision:
-                event = self._events[seen - self._compacted]
-                seen = event.revision
-                key = (event.kv or event.prev_kv).key
-                if key.startswith(prefix):
+        # A watch reads history until it has considered every event, then attaches: from
+        # then on _commit pushes each matching event to it (it is not woken for others)
+        # and a caught-up watch needs no history, so compaction does not end it.
+        watcher = _Watcher(asyncio.get_running_loop(), prefix, progress_interval)
+        seen = after_revision  # every matching event up to here has been delivered
+        delivered = False  # something was yielded since the watch last slept
+        try:
+            while not self._closed:
+                pending = watcher.pending
+                if pending:
+                    event = pending.popleft()
+                    seen = event.revision
+                    delivered = True
                     yield event
-                    if deadline is not None:
-                        deadline = loop.time() + progress_interval
-                continue
-            wakeup = self._wakeup
-            if deadline is None:
-                await wakeup.wait()
-                continue
-            remaining = deadline - loop.time()
-            if remaining > 0:
-                try:
-                    # not asyncio.wait_for: on 3.11 it can swallow a cancellation that races
-                    # with the wakeup, leaving the watching task unkillable
-                    async with asyncio.timeout(remaining):
-                        await wakeup.wait()
-                except TimeoutError:
-                    pass
-                continue
-            yield WatchEvent(EventType.PROGRESS, seen)
-            deadline = loop.time() + progress_interval
+                    continue
+                if not watcher.live:
+                    if seen < self._compacted:
+                        raise Compacted(seen, self._compacted)
+                    if seen < self._revision:
+                        event = self._events[seen - self._compacted]
+                        seen = event.revision
+                        if (event.kv or event.prev_kv).key.startswith(prefix):
+                            delivered = True
+                            yield event
+                        continue
+                    self._attach(watcher)
+                elif seen < self._revision:
+                    seen = self._revision  # later writes elsewhere: nothing for this watch
+                if watcher.progress_due:
+                    watcher.progress_due = False
+                    if not delivered:
+                        delivered = True
+                        yield WatchEvent(EventType.PROGRESS, seen)
+                        continue
+                if delivered:
+                    delivered = False
+                    watcher.idle_since = watcher.loop.time()
+                await watcher.sleep()
+        finally:
+            watcher.stop()
+            self._detach(watcher)

@@ -4,6 +4,8 @@
     python plugins/store_raft/tests/cpu_per_write.py                  # 1 member
     python plugins/store_raft/tests/cpu_per_write.py --members 3      # leader embedded
     python plugins/store_raft/tests/cpu_per_write.py --idle 3         # idle CPU too
+    python plugins/store_raft/tests/cpu_per_write.py --watch 4 --others 20 --rate 500
+    python plugins/store_raft/tests/cpu_per_write.py --store memory --watch 4 --others 20
 
 N concurrent writers (``--writers``) create keys against a store opened in this process
 until ``--writes`` writes are acknowledged; fsync is on. Printed: process CPU time
@@ -16,6 +18,13 @@ member_runner.py) with a long election timeout, so that the member embedded here
 short one, wins the first election and leads, as the API server's member would. Their CPU
 (from /proc/PID/stat) is printed per write as well. Every process started here is ended by
 its PID and the temporary directory is removed.
+
+``--watch K`` (renewal mode) instead updates ``--keys`` existing keys in turn, as Lease
+renewals do, while K watchers on their prefix and ``--others`` watchers on other prefixes
+(as the API server's per-resource watch caches) consume every event, with progress events
+every second. Writes come one at a time at ``--rate`` per second (0: back to back). Printed:
+process CPU per write, including delivering its event to every watcher. ``--store memory``
+measures the in-memory store the same way.
 """
 
 from __future__ import annotations
@@ -131,7 +140,71 @@ async def _measure(store, writers: int, writes: int, size: int, idle: float,
               f"us CPU/write")
 
 
+async def _watched(store, args) -> None:
+    """Renewals of existing keys, one at a time, delivered to watchers."""
+    loop = asyncio.get_running_loop()
+    value = os.urandom(args.value_size)
+    run = os.urandom(4).hex()
+    prefix = f"/renew/{run}/"
+    revs = {}
+    for i in range(args.keys):
+        revs[i] = (await store.create(f"{prefix}{i}", value)).mod_revision
+    for i in range(args.others):
+        await store.create(f"/other{i}/{run}/x", value)
+    start = await store.current_revision()
+    target = start + args.writes
+    counts = [0] * (args.watch + args.others)
+    done = asyncio.Event()
+    reached = [0]
+
+    async def consume(n: int, pfx: str) -> None:
+        async for ev in store.watch(pfx, after_revision=start, progress_interval=1.0):
+            counts[n] += 1
+            if ev.revision >= target and n < args.watch:
+                reached[0] += 1
+                if reached[0] == args.watch:
+                    done.set()
+                return
+
+    tasks = [asyncio.create_task(consume(n, prefix)) for n in range(args.watch)]
+    tasks += [asyncio.create_task(consume(args.watch + n, f"/other{n}/"))
+              for n in range(args.others)]
+    await asyncio.sleep(0.05)
+    interval = 1.0 / args.rate if args.rate else 0.0
+    c0, m0, t0 = time.process_time(), time.thread_time(), time.perf_counter()
+    next_at = loop.time()
+    for i in range(args.writes):
+        k = i % args.keys
+        revs[k] = (await store.update(f"{prefix}{k}", value,
+                                      expected_revision=revs[k])).mod_revision
+        if interval:
+            next_at += interval
+            delay = next_at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+    if args.watch:
+        await done.wait()
+    c1, m1, t1 = time.process_time(), time.thread_time(), time.perf_counter()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    print(f"renewals={args.writes} rate={args.rate or 'back-to-back'} watchers={args.watch}"
+          f"+{args.others} other prefixes: {1e6 * (c1 - c0) / args.writes:.0f} us CPU/write "
+          f"(process; event loop thread {1e6 * (m1 - m0) / args.writes:.0f}), {args.writes / (t1 - t0):.0f} writes/s wall, "
+          f"{sum(counts[:args.watch])} events delivered")
+
+
 async def _main(args, tmp: str) -> None:
+    if args.store == "memory":
+        from pilothouse.testing import build_driver
+        from pilothouse.testing.memory_store import MemoryStore
+        store = build_driver("store", MemoryStore)
+        await store.open()
+        try:
+            await _watched(store, args)
+        finally:
+            await store.close()
+        return
     cluster = None
     ticks = _TickCounter()
     if args.members == 1:
@@ -154,6 +227,9 @@ async def _main(args, tmp: str) -> None:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the embedded member did not become leader")
                 await asyncio.sleep(0.05)
+        if args.watch is not None:
+            await _watched(store, args)
+            return
         for writers in args.writers:
             await _measure(store, writers, args.writes, args.value_size, args.idle, others,
                            ticks)
@@ -171,10 +247,28 @@ def main() -> None:
     parser.add_argument("--value-size", type=int, default=1024)
     parser.add_argument("--idle", type=float, default=0.0,
                         help="also measure CPU while idle for this many seconds")
+    parser.add_argument("--watch", type=int, default=None, metavar="K",
+                        help="renewal mode: K watchers on the renewed prefix")
+    parser.add_argument("--others", type=int, default=0,
+                        help="renewal mode: watchers on other (idle) prefixes")
+    parser.add_argument("--rate", type=float, default=500.0,
+                        help="renewal mode: writes per second, one at a time (0: back to "
+                             "back)")
+    parser.add_argument("--keys", type=int, default=100,
+                        help="renewal mode: keys renewed in turn")
+    parser.add_argument("--store", choices=("raft", "memory"), default="raft")
+    parser.add_argument("--uvloop", action="store_true",
+                        help="run on uvloop, as the API server does")
     args = parser.parse_args()
+    if args.store == "memory" and args.watch is None:
+        args.watch = 1
     tmp = tempfile.mkdtemp(prefix="raft-cpu-")
     try:
-        asyncio.run(_main(args, tmp))
+        if args.uvloop:
+            import uvloop
+            uvloop.run(_main(args, tmp))
+        else:
+            asyncio.run(_main(args, tmp))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
