@@ -30,7 +30,7 @@ from pilothouse._options import build_options
 from pilothouse.config import Config, ConfigError
 from pilothouse.plugins import LoadedPlugins, load_plugins
 
-from pilothouse.apiserver.server import APIServer
+from pilothouse.apiserver.server import APIRunner, APIServer
 
 log = logging.getLogger("pilothouse.apiserver")
 
@@ -91,7 +91,7 @@ class RunningAPIServer:
         self.address, self.port = address, port
         self.compaction_interval, self.compaction_retain = compaction_interval, compaction_retain
         self.server: APIServer | None = None
-        self._runner: web.AppRunner | None = None
+        self._runner: web.BaseRunner | None = None
         self._compactor: asyncio.Task | None = None
 
     @property
@@ -101,7 +101,7 @@ class RunningAPIServer:
     async def start(self) -> None:
         await self.store.open()
         self.server = APIServer(self.store, self.plugins, watch_window=self.watch_cache_size)
-        self._runner = web.AppRunner(self.server.app, access_log=None, handle_signals=False)
+        self._runner = APIRunner(self.server, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.address, self.port, reuse_address=True)
         await site.start()

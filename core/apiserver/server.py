@@ -102,8 +102,11 @@ class APIServer:
         self._caches: dict[tuple[str, str], WatchCache] = {}
         self._cache_lock = asyncio.Lock()
         self.host = "127.0.0.1:6443"
+        # ``app`` carries the start-up, shutdown and clean-up signals (and serves the API when
+        # run by aiohttp's AppRunner); :class:`APIRunner` serves it without the router.
         self.app = web.Application(client_max_size=rq.MAX_BODY + 1)
-        self.app.router.add_route("*", "/{tail:.*}", self.handle)
+        self.app.router.add_route("*", "/{tail:.*}", self.handle,
+                                  expect_handler=_expect_in_handler)
         self.node_proxy: Callable | None = NodeProxy(self)  # logs, exec, attach, port-forward
         self.crds = crd.CRDManager(self)
 
@@ -161,7 +164,9 @@ class APIServer:
         return meta.now_rfc3339()
 
     # -- request entry ----------------------------------------------------------------------
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if "Expect" in request.headers:
+            await _expect_continue(request)
         try:
             info = rq.parse_path(request.method, request.path, request.query)
             user = await self.authenticate(request)
@@ -661,6 +666,53 @@ class APIServer:
                 await self.store.delete(key)
             except KeyNotFound:
                 pass
+
+
+class APIRunner(web.BaseRunner):
+    """Serves an :class:`APIServer` on aiohttp's low-level server: each request goes straight
+    to :meth:`APIServer.handle` (there is one route, so no router, match info or middleware
+    layer), as a :class:`aiohttp.web.BaseRequest` limited to the API's body size. The
+    server's ``app`` gets its start-up, shutdown and clean-up signals as aiohttp's AppRunner
+    would send them. ``kwargs`` go to :class:`aiohttp.web.Server` (``access_log=None``...)."""
+
+    def __init__(self, api: APIServer, **kwargs: Any):
+        super().__init__(handle_signals=False, **kwargs)
+        self._api = api
+
+    async def shutdown(self) -> None:
+        await self._api.app.shutdown()
+
+    async def _make_server(self) -> web.Server:
+        app = self._api.app
+        app.on_startup.freeze()
+        await app.startup()
+        app.freeze()
+        loop = asyncio.get_running_loop()
+        limit = rq.MAX_BODY + 1
+
+        def make_request(message, payload, protocol, writer, task) -> web.BaseRequest:
+            return web.BaseRequest(message, payload, protocol, writer, task, loop,
+                                   client_max_size=limit)
+        return web.Server(self._api.handle, request_factory=make_request, **self._kwargs)
+
+    async def _cleanup_server(self) -> None:
+        await self._api.app.cleanup()
+
+
+async def _expect_in_handler(request: web.BaseRequest) -> None:
+    """The route's Expect handler: :meth:`APIServer.handle` answers Expect itself."""
+
+
+async def _expect_continue(request: web.BaseRequest) -> None:
+    """``Expect: 100-continue`` as aiohttp's router answers it: the interim response on
+    HTTP/1.1, 417 for any other expectation."""
+    expect = request.headers.get("Expect", "")
+    if request.version == (1, 1):
+        if expect.lower() != "100-continue":
+            raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the interim response is not the body
+    await request.writer.drain()
 
 
 def _same(new: dict, current: dict) -> bool:
