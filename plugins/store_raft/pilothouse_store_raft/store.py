@@ -14,6 +14,14 @@ before the read began was committed before the barrier, so it has been applied.
 Batches carry an id; the state machine remembers the results of recent batch ids, so a
 batch whose outcome is unknown after a leader change is simply submitted again: it takes
 effect at most once and the caller gets the original result.
+
+Request timeouts and stalled batches are found by one watchdog timer, armed at the earliest
+moment either can be due, rather than by a timer per request.
+
+Watches read the applied history until they are caught up, then attach to their prefix:
+each time the tick thread hands applied entries to the loop, the new events are made into
+:class:`WatchEvent` objects once and pushed to the attached watches whose prefix matches
+(see :mod:`pilothouse_store_raft._watch`); the others are not woken.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import errno
 import fcntl
 import json
 import logging
+import math
 import os
 import pickle
 import random
@@ -40,6 +49,7 @@ from pilothouse.interfaces.store import (
 from pilothouse_store_raft import _state as S
 from pilothouse_store_raft._journal import write_file_durably
 from pilothouse_store_raft._node import MemberConfig, RaftMember
+from pilothouse_store_raft._watch import Watcher
 
 __all__ = ["Options", "RaftStore", "default_data_dir"]
 
@@ -157,14 +167,27 @@ def _kv(t) -> KeyValue:
     return KeyValue(t[0], t[1], t[2], t[3])
 
 
-class _Batch:
-    __slots__ = ("id", "ops", "futures", "attempt", "timer", "done")
+def _event(rev: int, typ: int, kv, prev) -> WatchEvent:
+    if typ == S.EV_PUT:
+        return WatchEvent(EventType.PUT, rev, KeyValue(kv[0], kv[1], kv[2], kv[3]),
+                          _kv(prev) if prev is not None else None)
+    return WatchEvent(EventType.DELETE, rev, None, _kv(prev))
 
-    def __init__(self, ops: list, futures: list):
+
+#: Most events an attached watch holds for a consumer that does not take them; beyond that
+#: it drops them and reads the history again when the consumer comes back.
+MAX_PENDING_EVENTS = 4096
+
+
+class _Batch:
+    __slots__ = ("id", "ops", "futures", "deadlines", "attempt", "timer", "stall_at", "done")
+
+    def __init__(self, ops: list, futures: list, deadlines: list):
         self.id = random.getrandbits(63)
-        self.ops, self.futures = tuple(ops), futures
+        self.ops, self.futures, self.deadlines = tuple(ops), futures, deadlines
         self.attempt = 0
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.TimerHandle | None = None  # a delayed retry
+        self.stall_at = math.inf  # loop time by which an answer is overdue
         self.done = False
 
 
@@ -178,11 +201,16 @@ class RaftStore(Store):
         self._member: RaftMember | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock_fd: int | None = None
-        self._pending: list[tuple[tuple, asyncio.Future, int]] = []
+        # (op, future, size, deadline) not yet in a batch, oldest first
+        self._pending: list[tuple[tuple, asyncio.Future, int, float]] = []
         self._inflight = 0
-        self._batches: set[_Batch] = set()  # submitted, not finished
+        self._batches: dict[_Batch, None] = {}  # submitted, not finished, oldest first
         self._flush_scheduled = False
-        self._changed: asyncio.Future | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._watchdog_at = math.inf
+        # prefix -> caught-up watches of that prefix; events up to _dispatched were pushed
+        self._watchers: dict[str, list[Watcher]] = {}
+        self._dispatched = 0
         # (batch, attempt, result, fail_reason) from the tick thread, drained by _wake
         self._results: collections.deque = collections.deque()
         self._wake_pending = False
@@ -207,7 +235,6 @@ class RaftStore(Store):
             raise StoreError("store already opened")
         self._opened = True
         self._loop = asyncio.get_running_loop()
-        self._changed = self._loop.create_future()
         opts = self.options
         data_dir = self.data_dir
         members = list(opts.members)
@@ -253,6 +280,8 @@ class RaftStore(Store):
             raise StoreUnavailable(f"raft store: cannot start member {self_address} with "
                                    f"data_dir {data_dir!r}: {type(exc).__name__}: {exc}"
                                    ) from None
+        with member.state.lock:
+            self._dispatched = member.state.rev
         self._member = member
         self._closed = False
         if len(members) == 1:  # a lone member elects itself within ~30 ms
@@ -300,13 +329,19 @@ class RaftStore(Store):
         self._closed = True
         self._fail_waiting(StoreUnavailable("raft store closed"))
         self._wake()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog, self._watchdog_at = None, math.inf
+        for group in self._watchers.values():
+            for watcher in group:
+                watcher.wake()
         member, self._member = self._member, None
         if member is not None:
             await self._loop.run_in_executor(None, member.stop)
         self._release_lock()
 
     def _fail_waiting(self, exc: StoreError) -> None:
-        for _op, fut, _size in self._pending:
+        for _op, fut, _size, _deadline in self._pending:
             if not fut.done():
                 fut.set_exception(exc)
         self._pending.clear()
@@ -333,11 +368,69 @@ class RaftStore(Store):
         while results:
             self._on_result(*results.popleft())
         member = self._member
-        if member is not None and member.fatal is not None and not self._closed:
+        if member is None:
+            return
+        if member.fatal is not None and not self._closed:
             self._fail_waiting(StoreUnavailable(f"raft store member stopped: {member.fatal}"))
-        fut, self._changed = self._changed, self._loop.create_future()
-        if fut is not None and not fut.done():
-            fut.set_result(None)
+        self._dispatch(member)
+
+    # ------------------------------------------------------------------ watch fan-out
+
+    def _dispatch(self, member: RaftMember) -> None:
+        """Push the events applied since the last call to the attached watches (loop
+        thread; also called by a watch that starts ahead of the last hand-over)."""
+        state = member.state
+        with state.lock:
+            rev = state.rev
+            if rev == self._dispatched:
+                return
+            start = self._dispatched - state.compact_rev
+            self._dispatched = rev
+            if not self._watchers:
+                return
+            new = state.events[start:] if start >= 0 else None
+        if new is None:  # a snapshot from the leader replaced history not yet handed over
+            for group in list(self._watchers.values()):
+                for watcher in list(group):
+                    self._drop_behind(watcher)
+            return
+        groups = self._watchers.items()
+        dropped = None
+        for rev, typ, kv, prev in new:
+            key = kv[0] if kv is not None else prev[0]
+            ev = None
+            for prefix, group in groups:
+                if key.startswith(prefix):
+                    if ev is None:
+                        ev = _event(rev, typ, kv, prev)
+                    for watcher in group:
+                        watcher.pending.append(ev)
+                        if len(watcher.pending) > MAX_PENDING_EVENTS:
+                            dropped = (dropped or []) + [watcher]
+                        else:
+                            watcher.wake()
+        for watcher in dropped or ():
+            if watcher.live:
+                self._drop_behind(watcher)
+
+    def _drop_behind(self, watcher: Watcher) -> None:
+        """Detach a watch and forget what it was handed: it reads the history again (and
+        ends with Compacted when that is gone)."""
+        self._detach(watcher)
+        watcher.pending.clear()
+        watcher.wake()
+
+    def _attach(self, watcher: Watcher) -> None:
+        watcher.live = True
+        self._watchers.setdefault(watcher.prefix, []).append(watcher)
+
+    def _detach(self, watcher: Watcher) -> None:
+        if watcher.live:
+            watcher.live = False
+            group = self._watchers[watcher.prefix]
+            group.remove(watcher)
+            if not group:
+                del self._watchers[watcher.prefix]
 
     # ------------------------------------------------------------------ batching
 
@@ -351,19 +444,66 @@ class RaftStore(Store):
 
     async def _run(self, op: tuple, size: int = 0):
         self._check_open()
-        fut = self._loop.create_future()
-        self._pending.append((op, fut, size))
+        loop = self._loop
+        fut = loop.create_future()
+        now = loop.time()
+        self._pending.append((op, fut, size, now + self.options.request_timeout))
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-        try:
-            # On timeout or cancellation wait_for cancels fut, so the batch machinery
-            # skips it (and never sets an exception nobody retrieves).
-            return await asyncio.wait_for(fut, self.options.request_timeout)
-        except asyncio.TimeoutError:
-            raise StoreUnavailable(
-                f"raft store: no quorum within {self.options.request_timeout} s (leader "
-                f"{self._leader_name()}); the outcome of a write is unknown") from None
+            loop.call_soon(self._flush)
+        if self._watchdog is None:
+            # a stall is due first (its timeout is shorter), so this need not be re-armed
+            # when the op's batch is submitted
+            self._arm_watchdog(now + min(self.options.request_timeout, self._stall_timeout))
+        # The watchdog fails fut when its deadline passes; a cancelled caller cancels it.
+        # Either way the batch machinery then skips it.
+        return await fut
+
+    def _arm_watchdog(self, when: float) -> None:
+        if when >= self._watchdog_at:
+            return
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self._watchdog_at = when
+        self._watchdog = self._loop.call_at(when, self._on_watchdog)
+
+    def _on_watchdog(self) -> None:
+        """Fail requests past their deadline, resubmit stalled batches, re-arm."""
+        self._watchdog, self._watchdog_at = None, math.inf
+        if self._closed:
+            return
+        now = self._loop.time()
+        due = math.inf
+        for batch in list(self._batches):
+            for fut, deadline in zip(batch.futures, batch.deadlines):
+                if fut.done():
+                    continue
+                if deadline > now:  # later ops of the batch are younger
+                    due = min(due, deadline)
+                    break
+                fut.set_exception(self._timeout_error())
+            if batch.done:
+                continue
+            if batch.stall_at <= now:
+                # No answer at all (e.g. the entry was forwarded to a leader that died after
+                # appending it): submit again; the batch id makes that safe.
+                self._retry(batch)
+            if not batch.done:
+                due = min(due, batch.stall_at)
+        for _op, fut, _size, deadline in self._pending:
+            if fut.done():
+                continue
+            if deadline > now:
+                due = min(due, deadline)
+                break
+            fut.set_exception(self._timeout_error())
+        if due < math.inf:
+            self._arm_watchdog(due)
+
+    def _timeout_error(self) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"raft store: no quorum within {self.options.request_timeout} s (leader "
+            f"{self._leader_name()}); the outcome of a write is unknown")
 
     def _leader_name(self) -> str:
         st = self._member.status() if self._member else {}
@@ -373,8 +513,8 @@ class RaftStore(Store):
         self._flush_scheduled = False
         opts = self.options
         while self._pending and self._inflight < opts.max_inflight_batches and not self._closed:
-            ops, futs, size, n = [], [], 0, 0
-            for op, fut, sz in self._pending:
+            ops, futs, deadlines, size, n = [], [], [], 0, 0
+            for op, fut, sz, deadline in self._pending:
                 if n and (n >= opts.max_batch_ops or size + sz > opts.max_batch_bytes):
                     break
                 n += 1
@@ -383,11 +523,12 @@ class RaftStore(Store):
                     continue
                 ops.append(op)
                 futs.append(fut)
+                deadlines.append(deadline)
             del self._pending[:n]
             if ops:
                 self._inflight += 1
-                batch = _Batch(ops, futs)
-                self._batches.add(batch)
+                batch = _Batch(ops, futs, deadlines)
+                self._batches[batch] = None
                 self._submit(batch)
 
     def _submit(self, batch: _Batch) -> None:
@@ -404,22 +545,15 @@ class RaftStore(Store):
             results.append((batch, attempt, result, error))
             member.changed()
 
-        batch.timer = self._loop.call_later(self._stall_timeout, self._on_stall, batch,
-                                            attempt)
+        batch.timer = None
+        batch.stall_at = stall_at = self._loop.time() + self._stall_timeout
+        self._arm_watchdog(stall_at)
         member.submit(blob, done)
-
-    def _on_stall(self, batch: _Batch, attempt: int) -> None:
-        # No answer at all (e.g. the entry was forwarded to a leader that died after
-        # appending it): submit again; the batch id makes that safe.
-        if batch.done or batch.attempt != attempt:
-            return
-        self._retry(batch)
 
     def _on_result(self, batch: _Batch, attempt: int, result, error) -> None:
         if batch.done or batch.attempt != attempt:
             return
-        if batch.timer is not None:
-            batch.timer.cancel()
+        batch.stall_at = math.inf
         if error == FAIL_REASON.SUCCESS:
             self._finish(batch, result)
             return
@@ -440,7 +574,7 @@ class RaftStore(Store):
         if batch.done:
             return
         batch.done = True
-        self._batches.discard(batch)
+        self._batches.pop(batch, None)
         if batch.timer is not None:
             batch.timer.cancel()
         self._inflight -= 1
@@ -578,38 +712,51 @@ class RaftStore(Store):
             if after_revision > state.rev:
                 raise StoreError(f"after_revision {after_revision} is newer than the current "
                                  f"revision {state.rev}")
-        loop = self._loop
+        watcher = Watcher(self._loop, prefix, progress_interval)
         seen = after_revision  # every matching event up to here has been delivered
-        last_yield = loop.time()
-        while not self._closed:
-            waiter = self._changed
-            member = self._member
-            if member is None:
-                return
-            state = member.state  # a snapshot install replaces the content, not the object
-            with state.lock:
-                if seen < state.compact_rev:
-                    raise Compacted(seen, state.compact_rev)
-                batch = state.events_after(seen)
-            if batch:
-                for rev, typ, kv, prev in batch:
-                    seen = rev
-                    key = kv[0] if kv is not None else prev[0]
-                    if not key.startswith(prefix):
-                        continue
-                    if typ == S.EV_PUT:
-                        ev = WatchEvent(EventType.PUT, rev, _kv(kv),
-                                        _kv(prev) if prev is not None else None)
-                    else:
-                        ev = WatchEvent(EventType.DELETE, rev, None, _kv(prev))
-                    yield ev
-                    last_yield = loop.time()
-                continue
-            timeout = None
-            if progress_interval is not None:
-                timeout = progress_interval - (loop.time() - last_yield)
-                if timeout <= 0:
-                    yield WatchEvent(EventType.PROGRESS, seen)
-                    last_yield = loop.time()
+        delivered = False  # something was yielded since the watch last slept
+        try:
+            while not self._closed:
+                pending = watcher.pending
+                if pending:
+                    event = pending.popleft()
+                    seen = event.revision
+                    delivered = True
+                    yield event
                     continue
-            await asyncio.wait([waiter], timeout=timeout)
+                if not watcher.live:
+                    member = self._member
+                    if member is None:
+                        return
+                    if seen > self._dispatched:  # applied, not yet handed to the loop
+                        self._dispatch(member)
+                    # a snapshot install replaces the content, not the object
+                    state = member.state
+                    with state.lock:
+                        if seen < state.compact_rev:
+                            raise Compacted(seen, state.compact_rev)
+                        batch = state.events_after(seen, min(1000, self._dispatched - seen))
+                    if batch:
+                        for rev, typ, kv, prev in batch:
+                            seen = rev
+                            key = kv[0] if kv is not None else prev[0]
+                            if key.startswith(prefix):
+                                delivered = True
+                                yield _event(rev, typ, kv, prev)
+                        continue
+                    self._attach(watcher)  # seen == _dispatched: the rest is pushed to it
+                elif seen < self._dispatched:
+                    seen = self._dispatched  # later writes elsewhere: nothing for this watch
+                if watcher.progress_due:
+                    watcher.progress_due = False
+                    if not delivered:
+                        delivered = True
+                        yield WatchEvent(EventType.PROGRESS, seen)
+                        continue
+                if delivered:
+                    delivered = False
+                    watcher.idle_since = watcher.loop.time()
+                await watcher.sleep()
+        finally:
+            watcher.stop()
+            self._detach(watcher)
