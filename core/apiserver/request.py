@@ -17,6 +17,7 @@ MAX_BODY = 3 * 1024 * 1024
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 _NAMESPACE_SUBRESOURCES = {"status", "finalize"}
+_WRITE_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
 JSON = "application/json"
 YAML = "application/yaml"
 MERGE_PATCH = "application/merge-patch+json"
@@ -81,10 +82,10 @@ def parse_path(method: str, path: str, query) -> RequestInfo:
             info.verb = "get"
         else:
             info.verb = "watch" if parse_bool(query.get("watch")) else "list"
+    elif verb == "DELETE":
+        info.verb = "delete" if info.name else "deletecollection"
     else:
-        info.verb = {"POST": "create", "PUT": "update", "PATCH": "patch",
-                     "DELETE": "delete" if info.name else "deletecollection"}.get(verb,
-                                                                                 verb.lower())
+        info.verb = _WRITE_VERBS.get(verb) or verb.lower()
     if info.resource == "namespaces" and info.name and info.namespace == info.name \
             and rest[0] == "namespaces":
         info.namespace = ""  # a namespace object itself is cluster-scoped
@@ -159,8 +160,18 @@ def accept_has(accept: str | None, *fragments: str) -> bool:
     return False
 
 
+_TABLE_ACCEPTS: dict[str | None, bool] = {}
+
+
 def wants_table(accept: str | None) -> bool:
-    return accept_has(accept, "as=Table", "g=meta.k8s.io")
+    # memoised: a server sees a handful of distinct Accept headers, on every request
+    found = _TABLE_ACCEPTS.get(accept)
+    if found is None:
+        found = accept_has(accept, "as=Table", "g=meta.k8s.io")
+        if len(_TABLE_ACCEPTS) >= 256:
+            _TABLE_ACCEPTS.clear()
+        _TABLE_ACCEPTS[accept] = found
+    return found
 
 
 def wants_aggregated_discovery(accept: str | None) -> bool:

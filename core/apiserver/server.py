@@ -200,8 +200,9 @@ class APIServer:
                 break
         user = user or auth.ANONYMOUS
         if self.pm:
-            self.pm.hook.pilothouse_request_authenticated(user=user, method=request.method,
-                                                          path=request.path)
+            hook = self.pm.hook.pilothouse_request_authenticated
+            if hook.get_hookimpls():  # a hook call costs microseconds even with no listener
+                hook(user=user, method=request.method, path=request.path)
         return user
 
     async def authorize(self, user: auth.UserInfo, info: rq.RequestInfo) -> None:
@@ -220,8 +221,9 @@ class APIServer:
             if decision is not auth.Decision.NO_OPINION:
                 break
         allowed = decision is auth.Decision.ALLOW
-        self.pm.hook.pilothouse_authorization_decided(user=user, attributes=attrs,
-                                                      allowed=allowed, reason=reason)
+        hook = self.pm.hook.pilothouse_authorization_decided
+        if hook.get_hookimpls():
+            hook(user=user, attributes=attrs, allowed=allowed, reason=reason)
         if not allowed:
             what = (f'{info.resource}{"/" + info.subresource if info.subresource else ""}'
                     if info.resource_request else info.path)
@@ -297,9 +299,7 @@ class APIServer:
                                                 f"streaming proxy is configured")
             return await self.node_proxy(ctx)
         verb = info.verb
-        handler = {"get": rest.get, "list": rest.list_, "watch": rest.watch,
-                   "create": rest.create, "update": rest.update, "patch": rest.patch,
-                   "delete": rest.delete, "deletecollection": rest.delete_collection}.get(verb)
+        handler = _VERB_HANDLERS.get(verb)
         if handler is None:
             raise errors.MethodNotAllowed(kind.plural, verb, group=kind.group)
         if verb not in kind.verbs and not info.subresource:
@@ -362,9 +362,10 @@ class APIServer:
                 log.exception("admission plugin %s failed", lp.ref.name)
                 raise errors.InternalError(f"admission plugin {lp.ref.name!r} failed: "
                                            f"{type(exc).__name__}: {exc}") from None
-            self.pm.hook.pilothouse_admission_decided(
-                request=req, plugin_name=lp.ref.name, phase=phase, allowed=denied is None,
-                message=denied.message if denied else "")
+            hook = self.pm.hook.pilothouse_admission_decided
+            if hook.get_hookimpls():
+                hook(request=req, plugin_name=lp.ref.name, phase=phase, allowed=denied is None,
+                     message=denied.message if denied else "")
             if denied is not None:
                 raise errors.StatusError(
                     denied.message, code=denied.code, reason=denied.reason,
@@ -713,6 +714,11 @@ async def _expect_continue(request: web.BaseRequest) -> None:
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0  # the interim response is not the body
     await request.writer.drain()
+
+
+_VERB_HANDLERS = {"get": rest.get, "list": rest.list_, "watch": rest.watch,
+                  "create": rest.create, "update": rest.update, "patch": rest.patch,
+                  "delete": rest.delete, "deletecollection": rest.delete_collection}
 
 
 def _same(new: dict, current: dict) -> bool:

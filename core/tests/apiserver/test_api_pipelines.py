@@ -43,6 +43,15 @@ class Observer:
     @hookimpl
     def pilothouse_admission_decided(self, request, plugin_name, phase, allowed, message):
         CALLS.append(("hook", plugin_name, phase, allowed))
+
+    @hookimpl
+    def pilothouse_request_authenticated(self, user, method, path):
+        CALLS.append(("authenticated", user.username, method, path))
+
+    @hookimpl
+    def pilothouse_authorization_decided(self, user, attributes, allowed, reason):
+        CALLS.append(("authorized", user.username, attributes.verb, attributes.resource,
+                      allowed, reason))
 '''
 
 
@@ -104,6 +113,20 @@ def test_authorizers_run_in_order_and_deny_with_reason(server):
     assert 'User "bob" cannot list resource "secrets"' in body["message"]
     assert "bob may not touch secrets" in body["message"]
     api(srv, "bob").list_namespaced_config_map("default")
+
+
+def test_authentication_and_authorization_hooks_see_every_request(server):
+    srv, mod = server
+    with pytest.raises(ApiException):
+        api(srv, "carol").read_namespaced_config_map("a-missing-one", "default")
+    with pytest.raises(ApiException):
+        api(srv, "bob").read_namespaced_secret("s", "default")
+    path = "/api/v1/namespaces/default/configmaps/a-missing-one"
+    assert ("authenticated", "carol", "GET", path) in mod.CALLS
+    assert ("authorized", "carol", "get", "configmaps", True, "always-allow authorizer") \
+        in mod.CALLS
+    assert ("authorized", "bob", "get", "secrets", False, "bob may not touch secrets") \
+        in mod.CALLS
 
 
 def test_streaming_list_sends_initial_events_then_the_end_bookmark(server):
