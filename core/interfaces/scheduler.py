@@ -368,8 +368,14 @@ class NodeInfo:
     :meth:`remove_pod` give it a new value from one process-wide counter, and :meth:`clone`
     keeps it. So two NodeInfos (the cache's and a snapshot's copy, or one object at two
     times) with the same generation hold the same pods and the same Node as far as scheduling
-    reads it (the host may swap in a newer Node object whose changes no plugin reads, e.g. a
-    heartbeat), and a deleted and re-added node never repeats an old generation. Pod scheduling signatures
+    reads it, and a deleted and re-added node never repeats an old generation. The host may
+    swap in newer objects without a new generation: a Node whose changes no plugin reads
+    (e.g. a heartbeat), and a pod whose new version differs only in ``status``,
+    ``metadata.resourceVersion``, ``metadata.managedFields`` or ``metadata.generation`` (the
+    binding's confirmation of an assumed pod, a kubelet's status report; since 0.2): the
+    snapshot holds the newest objects, but the Filter and Score results of a plugin that
+    implements :class:`Sign` must not depend on the ``status`` of the pods on a node (what-if
+    code such as preemption may read it). Pod scheduling signatures
     (:class:`Sign`) rely on this to reuse Filter and Score results per node. (Since 0.2;
     in 0.1 each object counted from 0 on its own.) The ``generation`` argument of the
     constructor is ignored; ``==`` compares content, not generations.

@@ -26,6 +26,39 @@ def _uid(pod: dict) -> str:
     return m.get("uid") or f"{m.get('namespace')}/{m['name']}"
 
 
+#: Metadata a pod update may change without changing what scheduling reads of the pod
+#: (``generation`` follows ``spec``, which is compared itself).
+_VOLATILE_METADATA = frozenset(("resourceVersion", "managedFields", "generation"))
+
+
+def same_for_scheduling(a: dict, b: dict) -> bool:
+    """True when two versions of an assigned pod differ at most in ``status`` and in
+    :data:`_VOLATILE_METADATA`: the node's accounting and every Filter and Score reading
+    the pod give the same answers for both (see :attr:`NodeInfo.generation`)."""
+    if a is b:
+        return True
+    if a.get("spec") != b.get("spec"):
+        return False
+    ma, mb = a["metadata"], b["metadata"]
+    if ma is mb:
+        return True
+    for k, v in ma.items():
+        if k not in _VOLATILE_METADATA and (k not in mb or mb[k] != v):
+            return False
+    for k in mb:
+        if k not in ma and k not in _VOLATILE_METADATA:
+            return False
+    return True
+
+
+def _swap(pods: list[dict], old: dict, new: dict) -> bool:
+    for i, p in enumerate(pods):
+        if p is old:
+            pods[i] = new
+            return True
+    return False
+
+
 class _PodState:
     __slots__ = ("pod", "node", "assumed", "deadline")
 
@@ -77,6 +110,7 @@ class Cache:
         self.pods: dict[str, _PodState] = {}
         self.image_nodes: dict[str, int] = {}
         self._dirty: set[str] = set()
+        self._refreshed: set[str] = set()  # same content, newer pod objects (see add_pod)
         self._membership_changed = True
 
     # ---------------------------------------------------------------- nodes
@@ -137,14 +171,35 @@ class Cache:
                 del self.infos[node]
 
     def add_pod(self, pod: dict) -> None:
-        """An assigned pod from the informer (confirms an assumption)."""
+        """An assigned pod from the informer (confirms an assumption).
+
+        When the cache already holds the pod on the same node and the new version is
+        :func:`same_for_scheduling` (the binding's confirmation of an assumption, a kubelet's
+        status report), the new object only replaces the old one in the node's lists: the
+        accounting and the node's ``generation`` stay, so results stored per generation
+        (pod scheduling signatures) stay valid; the next snapshot gets the new objects."""
         node = pod["spec"]["nodeName"]
         uid = _uid(pod)
         state = self.pods.get(uid)
         if state is not None:
+            if state.node == node and same_for_scheduling(state.pod, pod):
+                info = self.infos.get(node)
+                if info is not None and self._swap_pod(info, state.pod, pod):
+                    state.pod, state.assumed, state.deadline = pod, False, None
+                    return
             self._unplace(state.pod, state.node)
         self._place(pod, node)
         self.pods[uid] = _PodState(pod, node, assumed=False)
+
+    def _swap_pod(self, info: NodeInfo, old: dict, new: dict) -> bool:
+        if not _swap(info.pods, old, new):
+            return False
+        if info.pods_with_affinity:
+            _swap(info.pods_with_affinity, old, new)
+        if info.pods_with_required_anti_affinity:
+            _swap(info.pods_with_required_anti_affinity, old, new)
+        self._refreshed.add(info.name)
+        return True
 
     update_pod = add_pod
 
@@ -195,6 +250,18 @@ class Cache:
 
     def update_snapshot(self, snap: Snapshot) -> None:
         """Bring ``snap`` up to date, cloning only the nodes that changed."""
+        if self._refreshed:
+            for name in self._refreshed:
+                copy = snap.by_name.get(name)
+                info = self.infos.get(name)
+                if copy is not None and info is not None and name not in self._dirty \
+                        and copy.generation == info.generation:
+                    # newer objects, same content: the lists only, the generation stays
+                    copy.pods = list(info.pods)
+                    copy.pods_with_affinity = list(info.pods_with_affinity)
+                    copy.pods_with_required_anti_affinity = list(
+                        info.pods_with_required_anti_affinity)
+            self._refreshed.clear()
         if not self._dirty and not self._membership_changed:
             return
         by_name, affinity, anti = snap.by_name, snap._affinity, snap._anti

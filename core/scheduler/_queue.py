@@ -260,6 +260,8 @@ class SchedulingQueue:
         """Cluster events happened: move the unschedulable pods that a rejecting plugin
         registered for any of them to active (or backoff). Returns how many moved."""
         self.move_request_cycle = self.scheduling_cycle
+        if not self._unschedulable:
+            return 0  # the common case (every bound pod's Pod/Add): nothing parked
         moved = 0
         for qp in list(self._unschedulable.values()):
             if self._interested(qp, events):

@@ -156,3 +156,93 @@ def test_snapshot_lists_the_nodes_with_pod_affinity_incrementally():
     cache.add_node(node("n1"))
     cache.update_snapshot(snap)
     assert [i.name for i in snap.with_pod_affinity()] == ["n1"]  # its pod is still there
+
+
+def _version(p, rv, **status):
+    """``p`` as a later watch event shows it: another resourceVersion and status."""
+    return {**p, "metadata": {**p["metadata"], "resourceVersion": rv},
+            "status": {**(p.get("status") or {}), **status}}
+
+
+def test_confirming_an_unchanged_pod_keeps_the_accounting_and_the_generation():
+    cache, snap = Cache(), Snapshot()
+    cache.add_node(node("n1"))
+    anti = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"a": "b"}}, "topologyKey": "kubernetes.io/hostname"}]}}
+    p = pod("p", cpu="1", node_name="n1", affinity=anti)
+    cache.assume_pod(p, "n1")
+    cache.update_snapshot(snap)
+    generation, copy = snap.get("n1").generation, snap.get("n1")
+    # the binding's confirmation (generation bumped by the API server: spec unchanged)
+    bound = _version(p, "2", conditions=[{"type": "PodScheduled", "status": "True"}])
+    bound["metadata"]["generation"] = 2
+    cache.add_pod(bound)
+    assert not cache.is_assumed(p) and cache.node_of(p) == "n1"
+    info = cache.infos["n1"]
+    assert info.generation == generation and info.requested == {"cpu": 1000}
+    assert info.pods[0] is bound and info.pods_with_affinity[0] is bound
+    assert info.pods_with_required_anti_affinity[0] is bound
+    cache.update_snapshot(snap)
+    # the snapshot's NodeInfo keeps its generation and gets the newer objects
+    assert snap.get("n1") is copy and copy.generation == generation
+    assert copy.pods == [bound] and copy.pods[0] is bound
+    assert copy.pods_with_required_anti_affinity[0] is bound
+    # a kubelet's Running report: the same
+    running = _version(bound, "3", phase="Running", startTime="2026-01-01T00:00:00Z")
+    cache.update_pod(running)
+    cache.update_snapshot(snap)
+    assert snap.get("n1").generation == generation and snap.get("n1").pods[0] is running
+    # a confirmed pod no longer expires
+    cache.finish_binding(running)
+    cache.clock = lambda: 1e12
+    assert cache.cleanup_expired() == 0
+
+
+def test_a_pod_update_scheduling_reads_rebuilds_the_node():
+    cache, snap = Cache(), Snapshot()
+    cache.add_node(node("n1"))
+    cache.add_node(node("n2"))
+    p = pod("p", cpu="1", node_name="n1")
+    cache.add_pod(p)
+    cache.update_snapshot(snap)
+    generation = snap.get("n1").generation
+    relabelled = _version(p, "2")
+    relabelled["metadata"]["labels"] = {"app": "x"}
+    cache.update_pod(relabelled)
+    cache.update_snapshot(snap)
+    assert snap.get("n1").generation != generation
+    assert snap.get("n1").pods[0]["metadata"]["labels"] == {"app": "x"}
+    generation = snap.get("n1").generation
+    terminating = _version(relabelled, "3")
+    terminating["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    cache.update_pod(terminating)
+    cache.update_snapshot(snap)
+    assert snap.get("n1").generation != generation
+    resized = pod("p", cpu="2", node_name="n1")
+    resized["metadata"] = terminating["metadata"]
+    cache.update_pod(resized)
+    cache.update_snapshot(snap)
+    assert snap.get("n1").requested["cpu"] == 2000
+    moved = pod("p", cpu="2", node_name="n2")
+    cache.update_pod(moved)
+    cache.update_snapshot(snap)
+    assert snap.get("n1").requested.get("cpu") == 0 and snap.get("n2").requested["cpu"] == 2000
+
+
+def test_same_for_scheduling_ignores_only_status_and_bookkeeping_metadata():
+    from pilothouse.scheduler._cache import same_for_scheduling
+    p = pod("p", cpu="1", node_name="n1")
+    p["metadata"].update(resourceVersion="1", generation=1, labels={"a": "b"})
+    assert same_for_scheduling(p, p)
+    later = _version(p, "9", phase="Running")
+    later["metadata"].update(generation=2, managedFields=[{"manager": "kubelet"}])
+    assert same_for_scheduling(p, later) and same_for_scheduling(later, p)
+    for key, value in (("labels", {"a": "c"}), ("annotations", {"x": "y"}),
+                       ("deletionTimestamp", "2026-01-01T00:00:00Z"),
+                       ("ownerReferences", [{"kind": "ReplicaSet", "name": "r"}])):
+        other = _version(p, "9")
+        other["metadata"][key] = value
+        assert not same_for_scheduling(p, other) and not same_for_scheduling(other, p), key
+    other = _version(p, "9")
+    other["spec"] = {**p["spec"], "priority": 10}
+    assert not same_for_scheduling(p, other)
