@@ -192,7 +192,7 @@ class Scheduler:
         self.nodes = self.factory.informer("v1", "Node")
         self.pods = self.factory.informer("v1", "Pod")
         self.priority_classes = self.factory.informer("scheduling.k8s.io/v1", "PriorityClass")
-        self.informers = [self.nodes, self.priority_classes]  # started before the pods
+        self.informers = [self.nodes, self.priority_classes]  # the pods start after the classes
         self.cache = Cache(self.settings.assumedPodTTL)
         self.snapshot = Snapshot()
         self.queue = self._new_queue()
@@ -611,11 +611,15 @@ class Scheduler:
                 self.queue.move_all("Pod/Delete")
 
     async def _sync_informers(self) -> None:
+        # The pod handlers resolve priorities, so PriorityClasses sync first (a short list);
+        # the pods are then listed while the nodes still are: the API server serves one
+        # list's pages while this process decodes the other's (a pod can arrive before its
+        # node: the cache keeps a NodeInfo without a Node until the node comes).
         for inf in self.informers:
             inf.start()
-        await asyncio.gather(*(i.synced.wait() for i in self.informers))
+        await self.priority_classes.synced.wait()
         self.pods.start()
-        await self.pods.synced.wait()
+        await asyncio.gather(*(i.synced.wait() for i in [*self.informers, self.pods]))
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Serve until ``stop`` is set (forever without one)."""

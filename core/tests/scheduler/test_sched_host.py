@@ -167,6 +167,33 @@ def test_priority_is_resolved_from_the_priority_class(api):
                     "c": (2000001000, None)}
 
 
+def test_a_scheduler_started_over_existing_objects_resolves_priorities_and_counts_bound_pods(
+        api):
+    # PriorityClasses sync before the pods; nodes and pods are listed at the same time, so a
+    # bound pod may come before its node: either way it counts once the node is there
+    seen = {}
+
+    class Record:
+        def filter(self, state, p, info):
+            seen[p["metadata"]["name"]] = pod_priority(p)
+            return Status()
+    with SchedulerThread(api.url, {"elsewhere": profile()}) as s:  # only creates objects
+        s.create(priority_class("gold", 5000))
+        s.create(priority_class("everyone", 7, global_default=True))
+        s.create(node("n1", cpu="1"))
+        bound = pod("old", cpu="800m")
+        bound["spec"]["nodeName"] = "n1"
+        s.create(bound)
+        s.create(pod("a", cpu="100m", priority_class="gold"))
+        s.create(pod("b", cpu="100m"))
+        s.create(pod("big", cpu="800m"))
+    with SchedulerThread(api.url, {"default-scheduler": profile(
+            ProfilePlugin("Record", Record()))}) as s:
+        assert s.wait_bound("a") == "n1" and s.wait_bound("b") == "n1"
+        s.wait_unschedulable("big")
+    assert seen["a"] == 5000 and seen["b"] == 7
+
+
 def test_failed_bind_unreserves_forgets_and_retries(api):
     reserver = Reserver()
     binder = Binder(fail_first=1, error=True)
