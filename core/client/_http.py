@@ -171,7 +171,7 @@ class _Connection(asyncio.Protocol):
                 return b""
         else:
             self._state, self.reusable = _UNTIL_CLOSE, False
-        if self.streaming:
+        if self.streaming and not self.waiter.done():  # done: the caller gave up (cancelled)
             self.waiter.set_result(self._response)  # the caller reads the body as it comes
         return buf
 

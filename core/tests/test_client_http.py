@@ -288,3 +288,29 @@ def test_unreachable_server():
                 async for _ in c.resource("v1", "Pod").watch("default"):
                     pass
     run(body())
+
+
+def test_stream_head_arriving_after_the_caller_gave_up():
+    """A watch cancelled while its request is in flight: the response head that still
+    arrives must not complete the abandoned future (no InvalidStateError in the loop)."""
+    from pilothouse.client._http import Pool, _Connection
+
+    class Transport:
+        def write(self, data):
+            pass
+
+        def abort(self):
+            pass
+
+    async def body():
+        pool = Pool("http://127.0.0.1:1", None)
+        pool.loop = asyncio.get_running_loop()
+        conn = _Connection(pool)
+        conn.connection_made(Transport())
+        waiter = conn.send(b"GET /watch HTTP/1.1\r\n\r\n", streaming=True)
+        waiter.cancel()
+        conn.data_received(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           b"3\r\n{}\n\r\n")
+        assert waiter.cancelled()
+        assert list(conn.pieces) == [b"{}\n"]
+    run(body())
