@@ -42,12 +42,15 @@ into a 500 and logs it.
 
 Conformance: :mod:`pilothouse.testing.store` holds the suite every store driver must pass.
 
-Version history: all of this appeared in 0.1.
+Version history: all of this appeared in 0.1, except :class:`WatchBuffer` (a delivery helper
+for drivers' watches, since 0.2).
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
+import collections
 import dataclasses
 import enum
 from collections.abc import AsyncIterator
@@ -63,6 +66,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "WatchBuffer",
     "WatchEvent",
 ]
 
@@ -294,3 +298,64 @@ class Store(abc.ABC):
         API server's compactor. Every driver that compacts must override this (the default,
         0, is only right for a store that never compacts); the conformance suite checks it."""
         return 0
+
+
+class WatchBuffer:
+    """Delivery state of one open watch on the event loop: a helper for drivers (the memory
+    and raft stores use it), not part of what a driver must implement. Since 0.2.
+
+    A driver's watch generator reads history until it is caught up, then *attaches* the
+    buffer (``live = True``) to the prefix; from then on the driver pushes each matching
+    event into ``pending`` and calls :meth:`wake`. The consumer sleeps on one future per
+    sleep however many events arrive meanwhile (:meth:`sleep`). Progress: with an
+    ``interval``, one timer per watch is armed when the consumer sleeps and re-armed only
+    when it fires before ``idle_since + interval``; when nothing was delivered for that long
+    it sets ``progress_due`` and wakes the consumer, which yields a PROGRESS event. The
+    consumer sets ``idle_since`` to ``loop.time()`` after each delivery and calls
+    :meth:`stop` when the watch ends.
+    """
+
+    __slots__ = ("loop", "prefix", "interval", "pending", "waiter", "live", "timer",
+                 "idle_since", "progress_due")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, prefix: str,
+                 interval: float | None) -> None:
+        self.loop, self.prefix, self.interval = loop, prefix, interval
+        self.pending: collections.deque[WatchEvent] = collections.deque()
+        self.waiter: asyncio.Future | None = None
+        self.live = False  # attached: new matching events are pushed into `pending`
+        self.timer: asyncio.TimerHandle | None = None
+        self.idle_since = loop.time()  # the last delivery, as the consumer came back
+        self.progress_due = False  # set by the timer: nothing delivered for `interval`
+
+    def wake(self) -> None:
+        """Wake the sleeping consumer (events were pushed, or the store is closing)."""
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def sleep(self) -> None:
+        """Wait for a wake-up or (with an interval) the progress deadline."""
+        if self.interval is not None and self.timer is None:
+            self.timer = self.loop.call_at(self.idle_since + self.interval, self._on_timer)
+        waiter = self.waiter = self.loop.create_future()
+        await waiter
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        if self.waiter is None:
+            return  # the consumer is busy; it arms the timer when it sleeps again
+        due = self.idle_since + self.interval
+        if self.loop.time() >= due:
+            self.progress_due = True
+            self.wake()
+        else:
+            self.timer = self.loop.call_at(due, self._on_timer)
+
+    def stop(self) -> None:
+        """Cancel the progress timer (the watch ended)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import collections
 from collections.abc import AsyncIterator
 
 from pilothouse.interfaces.store import (
@@ -32,6 +31,7 @@ from pilothouse.interfaces.store import (
     Store,
     StoreError,
     StoreUnavailable,
+    WatchBuffer,
     WatchEvent,
 )
 
@@ -45,55 +45,6 @@ def _version_revision(version: tuple[int, KeyValue | None]) -> int:
 #: Most events a watch holds for a consumer that does not take them; beyond that it drops
 #: them and reads history again when the consumer comes back.
 _MAX_PENDING = 4096
-
-
-class _Watcher:
-    """Delivery state of one open watch: the events matched for it and not yet taken, the
-    future its consumer sleeps on (one per sleep, however many events arrive meanwhile),
-    and one progress timer that is re-armed only when it fires too early."""
-
-    __slots__ = ("loop", "prefix", "interval", "pending", "waiter", "live", "timer",
-                 "idle_since", "progress_due")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, prefix: str,
-                 interval: float | None) -> None:
-        self.loop, self.prefix, self.interval = loop, prefix, interval
-        self.pending: collections.deque[WatchEvent] = collections.deque()
-        self.waiter: asyncio.Future | None = None
-        self.live = False  # attached: new events are pushed into `pending`
-        self.timer: asyncio.TimerHandle | None = None
-        self.idle_since = loop.time()  # last delivery, as the consumer came back for more
-        self.progress_due = False
-
-    def wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def sleep(self) -> None:
-        """Wait for events, a wake-up, or (with an interval) the progress deadline."""
-        if self.interval is not None and self.timer is None:
-            self.timer = self.loop.call_at(self.idle_since + self.interval, self._on_timer)
-        waiter = self.waiter = self.loop.create_future()
-        await waiter
-
-    def _on_timer(self) -> None:
-        self.timer = None
-        if self.waiter is None:
-            return  # the consumer is busy; it arms the timer when it sleeps again
-        due = self.idle_since + self.interval
-        if self.loop.time() >= due:
-            self.progress_due = True
-            self.wake()
-        else:
-            self.timer = self.loop.call_at(due, self._on_timer)
-
-    def stop(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
 
 
 class MemoryStore(Store):
@@ -118,7 +69,7 @@ class MemoryStore(Store):
         self._opened = False
         self._closed = False
         # prefix -> watches of that prefix that are caught up (see _watch)
-        self._watchers: dict[str, list[_Watcher]] = {}
+        self._watchers: dict[str, list[WatchBuffer]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -165,11 +116,11 @@ class MemoryStore(Store):
             watcher.pending.clear()  # the consumer reads them from history instead
             watcher.wake()
 
-    def _attach(self, watcher: _Watcher) -> None:
+    def _attach(self, watcher: WatchBuffer) -> None:
         watcher.live = True
         self._watchers.setdefault(watcher.prefix, []).append(watcher)
 
-    def _detach(self, watcher: _Watcher) -> None:
+    def _detach(self, watcher: WatchBuffer) -> None:
         if watcher.live:
             watcher.live = False
             group = self._watchers[watcher.prefix]
@@ -347,7 +298,7 @@ class MemoryStore(Store):
         # A watch reads history until it has considered every event, then attaches: from
         # then on _commit pushes each matching event to it (it is not woken for others)
         # and a caught-up watch needs no history, so compaction does not end it.
-        watcher = _Watcher(asyncio.get_running_loop(), prefix, progress_interval)
+        watcher = WatchBuffer(asyncio.get_running_loop(), prefix, progress_interval)
         seen = after_revision  # every matching event up to here has been delivered
         delivered = False  # something was yielded since the watch last slept
         try:

@@ -6,7 +6,8 @@ import asyncio
 import pytest
 
 from pilothouse.interfaces.store import Compacted, EventType
-from pilothouse.testing.memory_store import MemoryStore, _Watcher
+from pilothouse.interfaces.store import WatchBuffer
+from pilothouse.testing.memory_store import MemoryStore
 import pilothouse.testing.memory_store as memory_store
 
 
@@ -24,13 +25,13 @@ def test_watch_of_another_prefix_is_not_woken_by_a_write():
     async def main():
         store = await _opened()
         wakes = []
-        inner_wake = _Watcher.wake
+        inner_wake = WatchBuffer.wake
 
         def counting(watcher):
             wakes.append(watcher.prefix)
             inner_wake(watcher)
 
-        _Watcher.wake = counting
+        WatchBuffer.wake = counting
         try:
             a = store.watch("/a/", after_revision=0)
             b = store.watch("/b/", after_revision=0)
@@ -49,7 +50,7 @@ def test_watch_of_another_prefix_is_not_woken_by_a_write():
             await b.aclose()
             assert store._watchers == {}  # closed watches detach
         finally:
-            _Watcher.wake = inner_wake
+            WatchBuffer.wake = inner_wake
             await store.close()
 
     run(main())

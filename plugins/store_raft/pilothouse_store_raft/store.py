@@ -39,17 +39,15 @@ import pickle
 import random
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 from pysyncobj import FAIL_REASON
 
 from pilothouse.interfaces.store import (
     Compacted, EventType, KeyExists, KeyNotFound, KeyValue, ListResult, RevisionConflict,
-    Store, StoreError, StoreUnavailable, WatchEvent)
+    Store, StoreError, StoreUnavailable, WatchBuffer, WatchEvent)
 from pilothouse_store_raft import _state as S
 from pilothouse_store_raft._journal import write_file_durably
 from pilothouse_store_raft._node import MemberConfig, RaftMember
-from pilothouse_store_raft._watch import Watcher
 
 __all__ = ["Options", "RaftStore", "default_data_dir"]
 
@@ -209,7 +207,7 @@ class RaftStore(Store):
         self._watchdog: asyncio.TimerHandle | None = None
         self._watchdog_at = math.inf
         # prefix -> caught-up watches of that prefix; events up to _dispatched were pushed
-        self._watchers: dict[str, list[Watcher]] = {}
+        self._watchers: dict[str, list[WatchBuffer]] = {}
         self._dispatched = 0
         # (batch, attempt, result, fail_reason) from the tick thread, drained by _wake
         self._results: collections.deque = collections.deque()
@@ -413,18 +411,18 @@ class RaftStore(Store):
             if watcher.live:
                 self._drop_behind(watcher)
 
-    def _drop_behind(self, watcher: Watcher) -> None:
+    def _drop_behind(self, watcher: WatchBuffer) -> None:
         """Detach a watch and forget what it was handed: it reads the history again (and
         ends with Compacted when that is gone)."""
         self._detach(watcher)
         watcher.pending.clear()
         watcher.wake()
 
-    def _attach(self, watcher: Watcher) -> None:
+    def _attach(self, watcher: WatchBuffer) -> None:
         watcher.live = True
         self._watchers.setdefault(watcher.prefix, []).append(watcher)
 
-    def _detach(self, watcher: Watcher) -> None:
+    def _detach(self, watcher: WatchBuffer) -> None:
         if watcher.live:
             watcher.live = False
             group = self._watchers[watcher.prefix]
@@ -712,7 +710,7 @@ class RaftStore(Store):
             if after_revision > state.rev:
                 raise StoreError(f"after_revision {after_revision} is newer than the current "
                                  f"revision {state.rev}")
-        watcher = Watcher(self._loop, prefix, progress_interval)
+        watcher = WatchBuffer(self._loop, prefix, progress_interval)
         seen = after_revision  # every matching event up to here has been delivered
         delivered = False  # something was yielded since the watch last slept
         try:

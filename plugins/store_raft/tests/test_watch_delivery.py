@@ -11,19 +11,19 @@ import pytest
 
 from pilothouse.interfaces.store import EventType, StoreUnavailable
 from pilothouse_store_raft import store as raft_store
-from pilothouse_store_raft._watch import Watcher
+from pilothouse.interfaces.store import WatchBuffer
 from raft_testing import make_store
 
 
 def test_only_watches_of_the_written_prefix_are_woken(tmp_path, run, monkeypatch):
     wakes = []
-    inner_wake = Watcher.wake
+    inner_wake = WatchBuffer.wake
 
     def counting(watcher):
         wakes.append(watcher.prefix)
         inner_wake(watcher)
 
-    monkeypatch.setattr(Watcher, "wake", counting)
+    monkeypatch.setattr(WatchBuffer, "wake", counting)
 
     async def main():
         s = make_store({"data_dir": str(tmp_path)})
