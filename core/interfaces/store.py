@@ -311,12 +311,12 @@ class WatchBuffer:
     ``interval``, one timer per watch is armed when the consumer sleeps and re-armed only
     when it fires before ``idle_since + interval``; when nothing was delivered for that long
     it sets ``progress_due`` and wakes the consumer, which yields a PROGRESS event. The
-    consumer sets ``idle_since`` to ``loop.time()`` after each delivery and calls
-    :meth:`stop` when the watch ends.
+    consumer sets ``delivered`` whenever it yields an event, calls :meth:`idle` when it has
+    nothing to yield, and :meth:`stop` when the watch ends.
     """
 
     __slots__ = ("loop", "prefix", "interval", "pending", "waiter", "live", "timer",
-                 "idle_since", "progress_due")
+                 "idle_since", "progress_due", "delivered")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, prefix: str,
                  interval: float | None) -> None:
@@ -327,6 +327,7 @@ class WatchBuffer:
         self.timer: asyncio.TimerHandle | None = None
         self.idle_since = loop.time()  # the last delivery, as the consumer came back
         self.progress_due = False  # set by the timer: nothing delivered for `interval`
+        self.delivered = False  # the consumer yielded something since it last slept
 
     def wake(self) -> None:
         """Wake the sleeping consumer (events were pushed, or the store is closing)."""
@@ -342,6 +343,21 @@ class WatchBuffer:
             self.timer = self.loop.call_at(self.idle_since + self.interval, self._on_timer)
         waiter = self.waiter = self.loop.create_future()
         await waiter
+
+    async def idle(self, revision: int) -> WatchEvent | None:
+        """Called by the consumer with nothing to yield, having considered every event up
+        to ``revision``: a PROGRESS event at ``revision`` to yield when one is due and
+        nothing was delivered since the last sleep; else sleep until woken and None."""
+        if self.progress_due:
+            self.progress_due = False
+            if not self.delivered:
+                self.delivered = True
+                return WatchEvent(EventType.PROGRESS, revision)
+        if self.delivered:
+            self.delivered = False
+            self.idle_since = self.loop.time()
+        await self.sleep()
+        return None
 
     def _on_timer(self) -> None:
         self.timer = None

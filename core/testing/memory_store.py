@@ -300,14 +300,13 @@ class MemoryStore(Store):
         # and a caught-up watch needs no history, so compaction does not end it.
         watcher = WatchBuffer(asyncio.get_running_loop(), prefix, progress_interval)
         seen = after_revision  # every matching event up to here has been delivered
-        delivered = False  # something was yielded since the watch last slept
         try:
             while not self._closed:
                 pending = watcher.pending
                 if pending:
                     event = pending.popleft()
                     seen = event.revision
-                    delivered = True
+                    watcher.delivered = True
                     yield event
                     continue
                 if not watcher.live:
@@ -317,22 +316,15 @@ class MemoryStore(Store):
                         event = self._events[seen - self._compacted]
                         seen = event.revision
                         if (event.kv or event.prev_kv).key.startswith(prefix):
-                            delivered = True
+                            watcher.delivered = True
                             yield event
                         continue
                     self._attach(watcher)
                 elif seen < self._revision:
                     seen = self._revision  # later writes elsewhere: nothing for this watch
-                if watcher.progress_due:
-                    watcher.progress_due = False
-                    if not delivered:
-                        delivered = True
-                        yield WatchEvent(EventType.PROGRESS, seen)
-                        continue
-                if delivered:
-                    delivered = False
-                    watcher.idle_since = watcher.loop.time()
-                await watcher.sleep()
+                progress = await watcher.idle(seen)
+                if progress is not None:
+                    yield progress
         finally:
             watcher.stop()
             self._detach(watcher)

@@ -712,14 +712,13 @@ class RaftStore(Store):
                                  f"revision {state.rev}")
         watcher = WatchBuffer(self._loop, prefix, progress_interval)
         seen = after_revision  # every matching event up to here has been delivered
-        delivered = False  # something was yielded since the watch last slept
         try:
             while not self._closed:
                 pending = watcher.pending
                 if pending:
                     event = pending.popleft()
                     seen = event.revision
-                    delivered = True
+                    watcher.delivered = True
                     yield event
                     continue
                 if not watcher.live:
@@ -739,22 +738,15 @@ class RaftStore(Store):
                             seen = rev
                             key = kv[0] if kv is not None else prev[0]
                             if key.startswith(prefix):
-                                delivered = True
+                                watcher.delivered = True
                                 yield _event(rev, typ, kv, prev)
                         continue
                     self._attach(watcher)  # seen == _dispatched: the rest is pushed to it
                 elif seen < self._dispatched:
                     seen = self._dispatched  # later writes elsewhere: nothing for this watch
-                if watcher.progress_due:
-                    watcher.progress_due = False
-                    if not delivered:
-                        delivered = True
-                        yield WatchEvent(EventType.PROGRESS, seen)
-                        continue
-                if delivered:
-                    delivered = False
-                    watcher.idle_since = watcher.loop.time()
-                await watcher.sleep()
+                progress = await watcher.idle(seen)
+                if progress is not None:
+                    yield progress
         finally:
             watcher.stop()
             self._detach(watcher)
