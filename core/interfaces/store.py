@@ -42,8 +42,8 @@ into a 500 and logs it.
 
 Conformance: :mod:`pilothouse.testing.store` holds the suite every store driver must pass.
 
-Version history: all of this appeared in 0.1, except :class:`WatchBuffer` (a delivery helper
-for drivers' watches, since 0.2).
+Version history: all of this appeared in 0.1, except :class:`WatchBuffer` and :class:`WatchHub`
+(delivery helpers for drivers' watches, since 0.2).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ import asyncio
 import collections
 import dataclasses
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 __all__ = [
     "Compacted",
@@ -68,6 +68,7 @@ __all__ = [
     "StoreUnavailable",
     "WatchBuffer",
     "WatchEvent",
+    "WatchHub",
 ]
 
 
@@ -375,3 +376,71 @@ class WatchBuffer:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+
+
+class WatchHub:
+    """The attached (caught-up) :class:`WatchBuffer` objects of one driver, by prefix: a
+    helper for drivers, like :class:`WatchBuffer`. Since 0.2.
+
+    The driver calls :meth:`push` for every committed event; a buffer holding more than
+    ``max_pending`` events its consumer has not taken is *dropped behind*: detached, emptied
+    and woken, so its consumer reads history again (and ends with :class:`Compacted` when
+    that history is gone). A hub is true while any buffer is attached.
+    """
+
+    def __init__(self, max_pending: int) -> None:
+        self.max_pending = max_pending
+        self.groups: dict[str, list[WatchBuffer]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.groups)
+
+    def attach(self, watcher: WatchBuffer) -> None:
+        """From now on, events under ``watcher.prefix`` are pushed to ``watcher``."""
+        watcher.live = True
+        self.groups.setdefault(watcher.prefix, []).append(watcher)
+
+    def detach(self, watcher: WatchBuffer) -> None:
+        """Stop pushing to ``watcher`` (no-op when it is not attached)."""
+        if watcher.live:
+            watcher.live = False
+            group = self.groups[watcher.prefix]
+            group.remove(watcher)
+            if not group:
+                del self.groups[watcher.prefix]
+
+    def drop_behind(self, watcher: WatchBuffer) -> None:
+        """Detach ``watcher`` and forget what it was handed: it reads history again."""
+        self.detach(watcher)
+        watcher.pending.clear()
+        watcher.wake()
+
+    def drop_all(self) -> None:
+        """Drop every buffer behind (e.g. a snapshot replaced history not yet pushed)."""
+        for group in list(self.groups.values()):
+            for watcher in list(group):
+                self.drop_behind(watcher)
+
+    def wake_all(self) -> None:
+        """Wake every attached consumer (e.g. the store is closing)."""
+        for group in self.groups.values():
+            for watcher in group:
+                watcher.wake()
+
+    def push(self, key: str, event: "WatchEvent | Callable[[], WatchEvent]") -> None:
+        """Append the event of a write to ``key`` to every buffer whose prefix matches and
+        wake their consumers. ``event`` may be a function making it, called at most once
+        and only when some prefix matches."""
+        dropped = None
+        for prefix, group in self.groups.items():
+            if key.startswith(prefix):
+                if not isinstance(event, WatchEvent):
+                    event = event()
+                for watcher in group:
+                    watcher.pending.append(event)
+                    if len(watcher.pending) > self.max_pending:
+                        dropped = (dropped or []) + [watcher]
+                    else:
+                        watcher.wake()
+        for watcher in dropped or ():
+            self.drop_behind(watcher)

@@ -33,6 +33,7 @@ from pilothouse.interfaces.store import (
     StoreUnavailable,
     WatchBuffer,
     WatchEvent,
+    WatchHub,
 )
 
 __all__ = ["MemoryStore"]
@@ -68,8 +69,8 @@ class MemoryStore(Store):
         self._events: list[WatchEvent] = []
         self._opened = False
         self._closed = False
-        # prefix -> watches of that prefix that are caught up (see _watch)
-        self._watchers: dict[str, list[WatchBuffer]] = {}
+        # the watches that are caught up, by prefix (see _watch)
+        self._watchers = WatchHub(_MAX_PENDING)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -96,37 +97,7 @@ class MemoryStore(Store):
 
     def _notify(self) -> None:
         """Wake every caught-up watch (on close)."""
-        for group in self._watchers.values():
-            for watcher in group:
-                watcher.wake()
-
-    def _dispatch(self, event: WatchEvent) -> None:
-        key = (event.kv or event.prev_kv).key
-        dropped = None
-        for prefix, group in self._watchers.items():
-            if key.startswith(prefix):
-                for watcher in group:
-                    watcher.pending.append(event)
-                    if len(watcher.pending) > _MAX_PENDING:
-                        dropped = (dropped or []) + [watcher]
-                    else:
-                        watcher.wake()
-        for watcher in dropped or ():
-            self._detach(watcher)
-            watcher.pending.clear()  # the consumer reads them from history instead
-            watcher.wake()
-
-    def _attach(self, watcher: WatchBuffer) -> None:
-        watcher.live = True
-        self._watchers.setdefault(watcher.prefix, []).append(watcher)
-
-    def _detach(self, watcher: WatchBuffer) -> None:
-        if watcher.live:
-            watcher.live = False
-            group = self._watchers[watcher.prefix]
-            group.remove(watcher)
-            if not group:
-                del self._watchers[watcher.prefix]
+        self._watchers.wake_all()
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -218,7 +189,7 @@ class MemoryStore(Store):
         versions.append((event.revision, state))
         self._events.append(event)
         if self._watchers:
-            self._dispatch(event)
+            self._watchers.push(key, event)
 
     async def create(self, key: str, value: bytes) -> KeyValue:
         await self._enter()
@@ -319,7 +290,7 @@ class MemoryStore(Store):
                             watcher.delivered = True
                             yield event
                         continue
-                    self._attach(watcher)
+                    self._watchers.attach(watcher)
                 elif seen < self._revision:
                     seen = self._revision  # later writes elsewhere: nothing for this watch
                 progress = await watcher.idle(seen)
@@ -327,4 +298,4 @@ class MemoryStore(Store):
                     yield progress
         finally:
             watcher.stop()
-            self._detach(watcher)
+            self._watchers.detach(watcher)

@@ -48,7 +48,7 @@ def test_watch_of_another_prefix_is_not_woken_by_a_write():
             assert (await tb).kv.key == "/b/0"
             await a.aclose()
             await b.aclose()
-            assert store._watchers == {}  # closed watches detach
+            assert store._watchers.groups == {}  # closed watches detach
         finally:
             WatchBuffer.wake = inner_wake
             await store.close()
@@ -68,12 +68,12 @@ def test_a_consumer_that_falls_behind_reads_history_and_misses_nothing(monkeypat
             await store.create(f"/k/{i}", b"v")
             await store.create(f"/other/{i}", b"v")
         assert (await first).revision == 1
-        assert store._watchers == {}  # dropped its buffer; reads history now
+        assert store._watchers.groups == {}  # dropped its buffer; reads history now
         revs = [(await watch.__anext__()).revision for _ in range(19)]
         assert revs == list(range(3, 41, 2))
         nxt = asyncio.ensure_future(watch.__anext__())
         await asyncio.sleep(0)
-        assert "/k/" in store._watchers  # caught up again
+        assert "/k/" in store._watchers.groups  # caught up again
         await store.create("/k/x", b"v")
         assert (await nxt).kv.key == "/k/x"
         await watch.aclose()

@@ -31,6 +31,7 @@ import collections
 import dataclasses
 import errno
 import fcntl
+import functools
 import json
 import logging
 import math
@@ -44,7 +45,7 @@ from pysyncobj import FAIL_REASON
 
 from pilothouse.interfaces.store import (
     Compacted, EventType, KeyExists, KeyNotFound, KeyValue, ListResult, RevisionConflict,
-    Store, StoreError, StoreUnavailable, WatchBuffer, WatchEvent)
+    Store, StoreError, StoreUnavailable, WatchBuffer, WatchEvent, WatchHub)
 from pilothouse_store_raft import _state as S
 from pilothouse_store_raft._journal import write_file_durably
 from pilothouse_store_raft._node import MemberConfig, RaftMember
@@ -206,8 +207,8 @@ class RaftStore(Store):
         self._flush_scheduled = False
         self._watchdog: asyncio.TimerHandle | None = None
         self._watchdog_at = math.inf
-        # prefix -> caught-up watches of that prefix; events up to _dispatched were pushed
-        self._watchers: dict[str, list[WatchBuffer]] = {}
+        # caught-up watches by prefix; events up to _dispatched were pushed to them
+        self._watchers = WatchHub(MAX_PENDING_EVENTS)
         self._dispatched = 0
         # (batch, attempt, result, fail_reason) from the tick thread, drained by _wake
         self._results: collections.deque = collections.deque()
@@ -330,9 +331,7 @@ class RaftStore(Store):
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog, self._watchdog_at = None, math.inf
-        for group in self._watchers.values():
-            for watcher in group:
-                watcher.wake()
+        self._watchers.wake_all()
         member, self._member = self._member, None
         if member is not None:
             await self._loop.run_in_executor(None, member.stop)
@@ -388,47 +387,12 @@ class RaftStore(Store):
                 return
             new = state.events[start:] if start >= 0 else None
         if new is None:  # a snapshot from the leader replaced history not yet handed over
-            for group in list(self._watchers.values()):
-                for watcher in list(group):
-                    self._drop_behind(watcher)
+            self._watchers.drop_all()
             return
-        groups = self._watchers.items()
-        dropped = None
+        push = self._watchers.push
         for rev, typ, kv, prev in new:
-            key = kv[0] if kv is not None else prev[0]
-            ev = None
-            for prefix, group in groups:
-                if key.startswith(prefix):
-                    if ev is None:
-                        ev = _event(rev, typ, kv, prev)
-                    for watcher in group:
-                        watcher.pending.append(ev)
-                        if len(watcher.pending) > MAX_PENDING_EVENTS:
-                            dropped = (dropped or []) + [watcher]
-                        else:
-                            watcher.wake()
-        for watcher in dropped or ():
-            if watcher.live:
-                self._drop_behind(watcher)
-
-    def _drop_behind(self, watcher: WatchBuffer) -> None:
-        """Detach a watch and forget what it was handed: it reads the history again (and
-        ends with Compacted when that is gone)."""
-        self._detach(watcher)
-        watcher.pending.clear()
-        watcher.wake()
-
-    def _attach(self, watcher: WatchBuffer) -> None:
-        watcher.live = True
-        self._watchers.setdefault(watcher.prefix, []).append(watcher)
-
-    def _detach(self, watcher: WatchBuffer) -> None:
-        if watcher.live:
-            watcher.live = False
-            group = self._watchers[watcher.prefix]
-            group.remove(watcher)
-            if not group:
-                del self._watchers[watcher.prefix]
+            push(kv[0] if kv is not None else prev[0],
+                 functools.partial(_event, rev, typ, kv, prev))
 
     # ------------------------------------------------------------------ batching
 
@@ -741,7 +705,7 @@ class RaftStore(Store):
                                 watcher.delivered = True
                                 yield _event(rev, typ, kv, prev)
                         continue
-                    self._attach(watcher)  # seen == _dispatched: the rest is pushed to it
+                    self._watchers.attach(watcher)  # seen == _dispatched: the rest is pushed to it
                 elif seen < self._dispatched:
                     seen = self._dispatched  # later writes elsewhere: nothing for this watch
                 progress = await watcher.idle(seen)
@@ -749,4 +713,4 @@ class RaftStore(Store):
                     yield progress
         finally:
             watcher.stop()
-            self._detach(watcher)
+            self._watchers.detach(watcher)

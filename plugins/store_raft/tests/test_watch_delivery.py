@@ -34,7 +34,7 @@ def test_only_watches_of_the_written_prefix_are_woken(tmp_path, run, monkeypatch
             ta = asyncio.ensure_future(a.__anext__())
             tb = asyncio.ensure_future(b.__anext__())
             await asyncio.sleep(0.01)
-            assert set(s._watchers) == {"/a/", "/b/"}  # caught up and attached
+            assert set(s._watchers.groups) == {"/a/", "/b/"}  # caught up and attached
             await asyncio.gather(*(s.create(f"/a/{i}", b"x") for i in range(3)))
             assert (await ta).kv.key == "/a/0"
             assert "/b/" not in wakes and not tb.done()
@@ -44,7 +44,7 @@ def test_only_watches_of_the_written_prefix_are_woken(tmp_path, run, monkeypatch
             assert (await tb).kv.key == "/b/0"
             await a.aclose()
             await b.aclose()
-            assert s._watchers == {}
+            assert s._watchers.groups == {}
         finally:
             await s.close()
 
@@ -66,12 +66,12 @@ def test_a_consumer_that_falls_behind_reads_history_and_misses_nothing(tmp_path,
                 await s.create(f"/k/{i}", b"v")
                 await s.create(f"/other/{i}", b"v")
             assert (await first).revision == 1
-            assert s._watchers == {}  # dropped its buffer: reads history now
+            assert s._watchers.groups == {}  # dropped its buffer: reads history now
             revs = [(await w.__anext__()).revision for _ in range(19)]
             assert revs == list(range(3, 41, 2))
             nxt = asyncio.ensure_future(w.__anext__())
             await asyncio.sleep(0.01)
-            assert "/k/" in s._watchers  # caught up again
+            assert "/k/" in s._watchers.groups  # caught up again
             await s.delete("/k/3")
             ev = await nxt
             assert (ev.type, ev.prev_kv.key, ev.revision) == (EventType.DELETE, "/k/3", 41)
