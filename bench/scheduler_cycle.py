@@ -49,7 +49,7 @@ import sys
 import time
 
 from pilothouse.config import parse_config
-from pilothouse.interfaces.scheduler import CycleState, NodeInfo
+from pilothouse.interfaces.scheduler import CycleState
 from pilothouse.scheduler import Scheduler
 
 HOSTNAME = "kubernetes.io/hostname"
@@ -119,6 +119,18 @@ def build(args) -> Scheduler:
     return sched
 
 
+async def assume(sched: Scheduler, fw, state: CycleState, pod: dict, node: str) -> dict:
+    """What ``Scheduler._schedule_one`` does after a node was chosen: assume the pod there,
+    then Reserve and Permit. Returns the assumed pod."""
+    assumed = dict(pod)
+    assumed["spec"] = {**pod["spec"], "nodeName": node}
+    sched.cache.assume_pod(assumed, node)
+    status = await fw.run_reserve(state, assumed, node)
+    if status.ok:
+        await fw.run_permit(state, assumed, node)
+    return assumed
+
+
 async def schedule_all(sched: Scheduler, pods: list[dict], phases: list[float] | None) -> int:
     """Schedule ``pods`` one after another; returns how many found a node. ``phases``
     (snapshot, schedule, assume, confirm) accumulates CPU seconds when given."""
@@ -138,12 +150,7 @@ async def schedule_all(sched: Scheduler, pods: list[dict], phases: list[float] |
                 phases[1] += clock() - t1
             continue
         t2 = clock() if phases is not None else 0.0
-        assumed = dict(pod)
-        assumed["spec"] = {**pod["spec"], "nodeName": node}
-        cache.assume_pod(assumed, node)
-        status = await fw.run_reserve(state, assumed, node)
-        if status.ok:
-            await fw.run_permit(state, assumed, node)
+        assumed = await assume(sched, fw, state, pod, node)
         t3 = clock() if phases is not None else 0.0
         cache.finish_binding(assumed)
         bound = dict(assumed)
@@ -192,12 +199,7 @@ async def schedule_all_host(sched: Scheduler, pods: list[dict], phases: list[flo
             phases[3] += clock() - t2
             continue
         t3 = clock()
-        assumed = dict(pod)
-        assumed["spec"] = {**pod["spec"], "nodeName": node}
-        cache.assume_pod(assumed, node)
-        status = await fw.run_reserve(state, assumed, node)
-        if status.ok:
-            await fw.run_permit(state, assumed, node)
+        assumed = await assume(sched, fw, state, pod, node)
         cache.finish_binding(assumed)
         queue.done(qp)
         t4 = clock()
