@@ -10,8 +10,8 @@
 N concurrent writers (``--writers``) create keys against a store opened in this process
 until ``--writes`` writes are acknowledged; fsync is on. Printed: process CPU time
 (``time.process_time()``: the event loop and the raft thread together) per write, the raft
-thread's share, writes per fdatasync, and with ``--idle`` the CPU an idle member burns per
-second.
+thread's share, writes per fdatasync, the latency of one call (p50, p99), and with
+``--idle`` the CPU an idle member burns per second.
 
 With ``--members 3`` the two other members run as separate processes (tests/
 member_runner.py) with a long election timeout, so that the member embedded here, with a
@@ -112,10 +112,14 @@ async def _measure(store, writers: int, writes: int, size: int, idle: float,
     ctx0 = _ctx_switches(os.getpid())
     others0 = [_proc_cpu(p) for p in others]
     counter = iter(range(writes))
+    latencies: list[float] = []
+    clock = time.perf_counter
 
     async def writer(w: int) -> None:
         for i in counter:
+            t = clock()
             await store.create(f"/bench/{run}/{i}", value)
+            latencies.append(clock() - t)
 
     c0, t0 = time.process_time(), time.perf_counter()
     await asyncio.gather(*(writer(w) for w in range(writers)))
@@ -135,6 +139,9 @@ async def _measure(store, writers: int, writes: int, size: int, idle: float,
           f"({1e6 * raft_sys / writes:.0f} system); "
           f"{writes / (t1 - t0):.0f} writes/s wall, {writes / max(1, syncs):.1f} writes/fsync, "
           f"{n_ticks / writes:.2f} ticks/write, {ctx / writes:.2f} context switches/write")
+    latencies.sort()
+    print(f"  latency per write: p50 {1e3 * latencies[len(latencies) // 2]:.2f} ms, "
+          f"p99 {1e3 * latencies[int(len(latencies) * 0.99)]:.2f} ms")
     for pid, before in zip(others, others0):
         print(f"  member process {pid}: {1e6 * (_proc_cpu(pid) - before) / writes:.0f} "
               f"us CPU/write")
