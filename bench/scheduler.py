@@ -66,6 +66,9 @@ import aiohttp
 import orjson
 import yaml
 
+from pilothouse.client import Client
+from pilothouse.model import errors
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NAMESPACE = "bench"
 HOSTNAME = "kubernetes.io/hostname"
@@ -172,7 +175,7 @@ def hollow_env() -> dict:
 # ---------------------------------------------------------------------------- pods
 
 
-def pod_body(i: int, anti: bool) -> bytes:
+def pod_dict(i: int, anti: bool) -> dict:
     """scheduler_perf's pod-default (pause, 100m/500Mi requests = limits); ``anti`` adds
     required anti-affinity on the hostname against the other ``anti`` pods."""
     res = {"cpu": "100m", "memory": "500Mi"}
@@ -184,10 +187,9 @@ def pod_body(i: int, anti: bool) -> bytes:
         labels["color"] = "anti"
         spec["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
             {"labelSelector": {"matchLabels": {"color": "anti"}}, "topologyKey": HOSTNAME}]}}
-    return json.dumps({"apiVersion": "v1", "kind": "Pod",
-                       "metadata": {"name": f"pod-{i}", "namespace": NAMESPACE,
-                                    "labels": labels},
-                       "spec": spec}).encode()
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"pod-{i}", "namespace": NAMESPACE, "labels": labels},
+            "spec": spec}
 
 
 class Observer:
@@ -243,32 +245,33 @@ class Observer:
 
 async def create_pods(url: str, total: int, creators: int, anti_every: int,
                       stats: dict) -> None:
-    """``creators`` clients (each its own connection pool) create ``total`` pods between
-    them as fast as the server answers."""
+    """``creators`` concurrent callers create ``total`` pods between them as fast as the
+    server answers, through the project's client (one keep-alive connection each; the
+    answer is not decoded), as scheduler_perf creates through client-go in its process."""
     counter = iter(range(total))
     latencies: list[float] = []
     stats["create_latency"] = latencies
+    path = f"/api/v1/namespaces/{NAMESPACE}/pods"
 
-    async def creator() -> None:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4)) as session:
-            for i in counter:
-                body = pod_body(i, anti_every > 0 and i % anti_every == 0)
-                for attempt in range(5):
-                    t0 = time.perf_counter()
-                    async with session.post(f"{url}/api/v1/namespaces/{NAMESPACE}/pods",
-                                            data=body, headers={"Content-Type":
-                                                                "application/json"}) as r:
-                        await r.read()
-                        if r.status == 201:
-                            latencies.append(time.perf_counter() - t0)
-                            break
-                        if r.status == 409:   # created by a retried request
-                            break
-                        stats["create_errors"] += 1
-                        await asyncio.sleep(0.1 * (attempt + 1))
+    async def creator(client: Client) -> None:
+        for i in counter:
+            body = pod_dict(i, anti_every > 0 and i % anti_every == 0)
+            for attempt in range(5):
+                t0 = time.perf_counter()
+                try:
+                    await client.request("POST", path, body=body, raw=True)
+                except errors.AlreadyExists:  # created by a retried request
+                    break
+                except errors.StatusError:
+                    stats["create_errors"] += 1
+                    await asyncio.sleep(0.1 * (attempt + 1))
+                else:
+                    latencies.append(time.perf_counter() - t0)
+                    break
     stats["create_errors"] = 0
     t0 = time.perf_counter()
-    await asyncio.gather(*(creator() for _ in range(creators)))
+    async with Client(url) as client:
+        await asyncio.gather(*(creator(client) for _ in range(creators)))
     stats["create_seconds"] = time.perf_counter() - t0
 
 
@@ -650,7 +653,7 @@ async def breakdown(args) -> list[tuple[str, float, float]]:
             js = "application/json"
             log(f"breakdown: {n} requests of each kind, {clients} clients")
             create = await measure("pod create", lambda i: (
-                "POST", f"{ns}/pods", json.loads(pod_body(i, False)), js))
+                "POST", f"{ns}/pods", pod_dict(i, False), js))
             await measure("pods/binding", lambda i: (
                 "POST", f"{ns}/pods/pod-{i}/binding", {
                     "apiVersion": "v1", "kind": "Binding", "metadata": {"name": f"pod-{i}"},
@@ -701,7 +704,7 @@ async def breakdown(args) -> list[tuple[str, float, float]]:
             tasks = [asyncio.create_task(watcher(k)) for k in range(watchers)]
             await asyncio.sleep(1.0)
             with_watch = await measure(f"pod create, {watchers} watchers", lambda i: (
-                "POST", f"{ns}/pods", json.loads(pod_body(n + i, False)), js))
+                "POST", f"{ns}/pods", pod_dict(n + i, False), js))
             stop.set()
             for t in tasks:
                 t.cancel()
