@@ -4,6 +4,12 @@
 and runs its event loop; every pysyncobj call except :meth:`RaftMember.submit` (which only
 enqueues) happens on that thread, and so does every mutation of the :class:`KVState`.
 
+A member without peers runs pysyncobj only to recover (snapshot, journal, self-election);
+then the same thread becomes a plain *writer*: it appends the submitted batches to the
+journal itself, in pysyncobj's entry and snapshot formats, with one fdatasync per round
+(see :meth:`RaftMember._serve_alone`). There is nobody to replicate to, so pysyncobj's
+ticks, command queue and poller would only cost CPU and latency.
+
 pysyncobj has no public way to pass a journal object. ``SyncObjConf.journalFile`` is only
 ever handed to ``pysyncobj.syncobj.createJournal``; we wrap that function once so that a
 :class:`DurableJournal` passed as ``journalFile`` is used as is. Any other value takes the
@@ -228,6 +234,10 @@ def _no_notification():
     pass
 
 
+# Wakes a lone member's writer without a request (stop, force_snapshot).
+_WAKE = object()
+
+
 class MemberConfig:
     """Everything a member needs, resolved from the driver's options."""
 
@@ -291,6 +301,11 @@ class RaftMember:
     """A raft member hosting one :class:`KVState`. Thread-safe: start, stop, submit,
     status; everything else runs on the tick thread."""
 
+    #: A member without peers writes its journal directly once it has recovered (the
+    #: single-member fast path). Tests turn it off to write data directories the way a
+    #: lone member without the fast path does.
+    single_member_fast_path = True
+
     def __init__(self, config: MemberConfig, on_applied: Callable[[], None]):
         self.config = config
         self.state = KVState()
@@ -307,6 +322,16 @@ class RaftMember:
         self.fatal: BaseException | None = None  # set when the member had to stop
         self._tick_ident: int | None = None
         self._changed = False  # applied or answered something since the last notification
+        # single-member fast path (see _serve_alone)
+        self.alone = False  # set (for good) before start() returns
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        self._term = 0
+        self._last_index = 0  # last entry in the journal, all of it applied
+        self._cluster = None  # pysyncobj's node set, as its snapshots record it
+        self._snapshot_requested = False
+        self._snapshot_time = 0.0  # monotonic time of the last snapshot (or attempt)
+        self._snapshot_entry: int | None = None  # "prev" index of the last snapshot
+        self._snapshot_retry_at = 0.0
 
     # -- lifecycle (any thread) ------------------------------------------------------
 
@@ -328,18 +353,26 @@ class RaftMember:
 
     def stop(self) -> None:
         self._stop.set()
+        self._requests.put(_WAKE)
         node = self._node
         if node is not None:
             node.wake()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
 
-    def submit(self, blob: bytes, callback: Callable) -> None:
+    def submit(self, blob: bytes, callback: Callable, batch: tuple | None = None) -> None:
         """Hand a pickled ``apply_batch`` command to raft (forwarded to the leader when
         this member is a follower). ``callback(result, fail_reason)`` runs on the tick
         thread once the entry is applied here, or with a failure (on the calling thread
         if the command could not be queued); it should only record the outcome and call
-        :meth:`changed`."""
+        :meth:`changed`. ``batch``, the unpickled ``(batch_id, ops)``, saves a lone
+        member from unpickling ``blob`` again."""
+        if self.alone:
+            if self.fatal is not None or self._stop.is_set():
+                callback(None, FAIL_REASON.MISSING_LEADER)
+                return
+            self._requests.put((blob, batch, callback))
+            return
         node = self._node
         if node is None:
             callback(None, FAIL_REASON.MISSING_LEADER)
@@ -365,6 +398,14 @@ class RaftMember:
         node = self._node
         if node is None:
             return {"state": "stopped"}
+        if self.alone:
+            return {"self": self.config.self_address, "leader": self.config.self_address,
+                    "is_leader": True, "term": self._term,
+                    "commit_index": self._last_index, "last_applied": self._last_index,
+                    "log_len": len(self.journal), "revision": self.state.rev,
+                    "syncs": self.journal.syncs,
+                    "snapshots_written": self.snapshots_written,
+                    "snapshots_loaded": self.snapshots_loaded, "fast_path": True}
         # Only single attribute reads: pysyncobj's getStatus() iterates dicts the tick
         # thread may be changing.
         leader = node._getLeader()
@@ -375,13 +416,17 @@ class RaftMember:
                 "log_len": len(self.journal), "revision": self.state.rev,
                 "syncs": self.journal.syncs if self.journal else 0,
                 "snapshots_written": self.snapshots_written,
-                "snapshots_loaded": self.snapshots_loaded}
+                "snapshots_loaded": self.snapshots_loaded, "fast_path": False}
 
     def is_leader(self) -> bool:
         node = self._node
-        return node is not None and node._isLeader()
+        return node is not None and (self.alone or node._isLeader())
 
     def force_snapshot(self) -> None:
+        if self.alone:
+            self._snapshot_requested = True
+            self._requests.put(_WAKE)
+            return
         node = self._node
         if node is not None:
             node.forceLogCompaction()
@@ -402,6 +447,8 @@ class RaftMember:
             self.journal.sync()
             self.tick_done()
             self._node = node
+            if not cfg.others and self.single_member_fast_path:
+                self._recover_alone(node)
         except BaseException as exc:  # reported to start()'s caller
             self._start_error = exc
             if self.journal is not None and self.journal._fd >= 0:
@@ -415,6 +462,8 @@ class RaftMember:
         wait = min(0.01, cfg.heartbeat_interval / 5) if not cfg.others else \
             cfg.heartbeat_interval / 2
         try:
+            if self.alone:
+                self._serve_alone()
             while not self._stop.is_set() and self.fatal is None:
                 node.doTick(wait)
                 if self._changed:  # a tick that ended early (transport not ready)
@@ -430,6 +479,106 @@ class RaftMember:
                 log.exception("raft member %s: error while stopping", cfg.self_address)
             if self.fatal is not None:
                 self._on_applied()  # lets the driver fail what is waiting at once
+
+    # -- single-member fast path (tick thread) ----------------------------------------
+
+    def _recover_alone(self, node: _Node, timeout: float = 10.0) -> None:
+        """Tick pysyncobj until this lone member leads and has applied its whole journal
+        (which the no-op of its new term commits), with no snapshot half done; then take
+        over the journal from pysyncobj for good. Runs before start() returns, so nothing
+        was submitted to pysyncobj's queue."""
+        journal = self.journal
+        serializer = node._SyncObj__serializer
+        deadline = time.monotonic() + timeout
+        while not (node._isLeader() and node.raftLastApplied == node.raftCommitIndex
+                   == journal[-1][1] and serializer._Serializer__pid == 0):
+            if self.fatal is not None:
+                raise self.fatal
+            if time.monotonic() > deadline:
+                raise RuntimeError("single member did not elect itself and recover in time")
+            node.doTick(0.005)
+            self.tick_done()
+        self._term = node.raftCurrentTerm
+        self._last_index = journal[-1][1]
+        self._cluster = node._SyncObj__otherNodes | {node._SyncObj__selfNode}
+        self._snapshot_time = node._SyncObj__lastSerializedTime
+        self._snapshot_entry = node._SyncObj__lastSerializedEntry
+        self.alone = True
+
+    def _serve_alone(self) -> None:
+        """The writer loop of a lone member. Each round takes every batch submitted so far
+        (those that arrived during the previous round's fdatasync included: group commit),
+        appends one journal entry per batch in pysyncobj's format (term of the election at
+        open, consecutive indexes), writes and fdatasyncs them at once, applies them in
+        order, runs their callbacks and wakes the event loop once. A batch is applied, and
+        so acknowledged, only after its entry is stable; an entry is one CRC-checked
+        record, so recovery never sees part of a batch."""
+        requests = self._requests
+        journal = self.journal
+        state = self.state
+        term = self._term
+        while not self._stop.is_set():
+            due = max(self._snapshot_time + self.config.snapshot_interval,
+                      self._snapshot_retry_at)
+            try:
+                got = [requests.get(timeout=max(due - time.monotonic(), 0.001))]
+            except queue.Empty:
+                self._snapshot_if_due()
+                continue
+            try:
+                while True:
+                    got.append(requests.get_nowait())
+            except queue.Empty:
+                pass
+            todo = [r for r in got if r is not _WAKE]
+            if todo:
+                idx = self._last_index
+                for blob, _batch, _callback in todo:
+                    idx += 1
+                    journal.add(_REGULAR_COMMAND + blob, idx, term)
+                journal.sync()
+                journal.setRaftCommitIndex(idx)  # saved with the metadata, as pysyncobj does
+                for blob, batch, callback in todo:
+                    if batch is None:
+                        batch = pickle.loads(blob)[1]
+                    result = state.apply_batch(*batch)
+                    self._last_index += 1
+                    callback(result, FAIL_REASON.SUCCESS)
+                self._changed = True
+                self.tick_done()
+            self._snapshot_if_due()
+
+    def _snapshot_if_due(self) -> None:
+        """pysyncobj's log compaction, same thresholds and files: snapshot the state with
+        the raft metadata pysyncobj records (last applied entry, the one before it, the
+        node set), rename it into place, then drop the journal up to the entry before
+        the last (the journal fsyncs the directory first)."""
+        journal, cfg = self.journal, self.config
+        now = time.monotonic()
+        if not (self._snapshot_requested or len(journal) > max(2, cfg.snapshot_entries)
+                or (journal.size > cfg.snapshot_bytes and len(journal) > 2)
+                or now - self._snapshot_time > cfg.snapshot_interval):
+            return
+        if now < self._snapshot_retry_at:
+            return
+        self._snapshot_requested = False
+        if len(journal) < 2 or journal[-2][1] == self._snapshot_entry:
+            self._snapshot_time = now  # nothing new since the last snapshot
+            return
+        prev, last = journal[-2], journal[-1]
+        path = os.path.join(cfg.data_dir, "snapshot")
+        try:
+            self.write_snapshot(path + ".tmp", (last, prev, self._cluster))
+            os.replace(path + ".tmp", path)
+        except Exception:
+            # as pysyncobj: keep the journal, try again later (not on every write)
+            log.warning("raft member %s: cannot write snapshot", cfg.self_address,
+                        exc_info=True)
+            self._snapshot_retry_at = now + 1.0
+            return
+        self._snapshot_time = now
+        self._snapshot_entry = prev[1]
+        journal.deleteEntriesTo(len(journal) - 2)
 
     _STATES = ("follower", "candidate", "leader")
 

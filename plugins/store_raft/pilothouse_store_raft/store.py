@@ -283,7 +283,7 @@ class RaftStore(Store):
             self._dispatched = member.state.rev
         self._member = member
         self._closed = False
-        if len(members) == 1:  # a lone member elects itself within ~30 ms
+        if len(members) == 1 and not member.alone:  # elects itself within ~30 ms
             deadline = time.monotonic() + 5.0
             while not member.is_leader() and time.monotonic() < deadline:
                 await asyncio.sleep(0.005)
@@ -291,7 +291,9 @@ class RaftStore(Store):
             # from then on every acknowledged write has been applied here before it was
             # acknowledged, and no other member can ever lead: reads need no barrier.
             await self._barrier()
-            self._alone = True
+        # A lone member on the fast path applied everything it recovered before start()
+        # returned.
+        self._alone = len(members) == 1
 
     def _check_cluster_file(self, data_dir: str, members: list[str], self_address: str):
         """Refuse to open a data dir written by a member of a different cluster layout."""
@@ -510,7 +512,7 @@ class RaftStore(Store):
         batch.timer = None
         batch.stall_at = stall_at = self._loop.time() + self._stall_timeout
         self._arm_watchdog(stall_at)
-        member.submit(blob, done)
+        member.submit(blob, done, (batch.id, batch.ops))
 
     def _on_result(self, batch: _Batch, attempt: int, result, error) -> None:
         if batch.done or batch.attempt != attempt:

@@ -115,11 +115,11 @@ def test_watchdog_resubmits_a_stalled_batch(tmp_path, run):
             member = s.member
             inner, dropped = member.submit, []
 
-            def drop_first(blob, callback):
+            def drop_first(blob, callback, batch=None):
                 if not dropped:
                     dropped.append(blob)  # never reaches raft, never answered
                     return
-                inner(blob, callback)
+                inner(blob, callback, batch)
 
             member.submit = drop_first
             kv = await s.create("/k", b"v")
@@ -138,7 +138,7 @@ def test_watchdog_fails_requests_past_their_deadline(tmp_path, run):
         try:
             member = s.member
             inner = member.submit
-            member.submit = lambda blob, callback: None  # every submission is lost
+            member.submit = lambda *args: None  # every submission is lost
             results = await asyncio.gather(s.create("/a", b"v"), s.create("/b", b"v"),
                                            return_exceptions=True)
             assert all(isinstance(r, StoreUnavailable) and "no quorum" in str(r)
