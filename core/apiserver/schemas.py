@@ -68,7 +68,8 @@ class _Node:
     """One schema as the walk needs it: its ``$ref`` resolved, its type set computed once."""
 
     __slots__ = ("raw", "skip", "expected", "want", "number_ok", "preserve", "props", "extra",
-                 "extra_dict", "extra_true", "has_items", "items")
+                 "extra_dict", "extra_true", "has_items", "items", "kids", "extra_node",
+                 "items_node")
 
     def __init__(self, raw: Any, schema: dict):
         self.raw = raw  # keeps id(raw), the cache key, from being reused
@@ -85,9 +86,25 @@ class _Node:
         self.extra_true = self.extra is True
         self.has_items = "items" in schema
         self.items = schema.get("items")
+        # the walk's memo of the nodes below this one: property name -> node of its schema
+        self.kids: dict[str, _Node] = {}
+        self.extra_node: _Node | None = None
+        self.items_node: _Node | None = None
 
 
 _SCALARS = (str, int, float, bool)
+_LEAF_TYPES = {str: "string", int: "integer", bool: "boolean"}
+
+
+def _display(parts: tuple) -> str:
+    """The display path of ``parts`` as the walk writes it: ``spec.containers[0].image``."""
+    path = ""
+    for part in parts:
+        if type(part) is int:
+            path = f"{path}[{part}]"
+        else:
+            path = f"{path}.{part}" if path else part
+    return path
 
 
 class SchemaSet:
@@ -148,9 +165,78 @@ class SchemaSet:
 
     def _walk(self, schema: dict, value: Any, path: str, parts: tuple, unknown: list,
               problems: list, ignore: tuple[str, ...] = ()) -> None:
-        self._walk_node(self._node(schema), value, path, parts, unknown, problems, ignore)
+        if value is None:
+            return
+        node = self._node(schema)
+        if node.skip:
+            return
+        if path != _display(parts):  # a caller's own display path: the general walk
+            self._walk_slow(node, value, path, parts, unknown, problems, ignore)
+            return
+        self._walk_node(node, value, parts, unknown, problems, ignore)
 
-    def _walk_node(self, node: _Node, value: Any, path: str, parts: tuple, unknown: list,
+    def _walk_node(self, node: _Node, value: Any, parts: tuple, unknown: list, problems: list,
+                   ignore: tuple[str, ...] = ()) -> None:
+        """The walk of :meth:`_walk_slow` with the display path made only for what it
+        reports, and the child nodes remembered by property name (``value`` is not None and
+        ``node`` is not skipped)."""
+        actual = _json_type(value)
+        expected = node.expected
+        if expected and actual not in expected and not (actual == "integer" and node.number_ok):
+            problems.append(errors.FieldError(errors.FieldErrorType.TYPE_INVALID,
+                                              _display(parts), value,
+                                              f"must be of type {node.want}"))
+            return
+        if actual == "object":
+            if node.preserve:
+                return
+            props = node.props
+            kids = node.kids
+            for key, sub in value.items():
+                child = kids.get(key) if type(key) is str else None
+                if child is None:
+                    if props is not None and key in props:
+                        if not parts and key in ignore:
+                            continue
+                        child = self._node(props[key])
+                        if type(key) is str:
+                            kids[key] = child
+                    elif node.extra_dict:
+                        child = node.extra_node
+                        if child is None:
+                            child = node.extra_node = self._node(node.extra)
+                    elif props is not None and not node.extra_true:
+                        unknown.append((_display(parts + (key,)), parts + (key,)))
+                        continue
+                    else:
+                        continue
+                elif not parts and key in ignore:
+                    continue
+                if sub is None or child.skip:
+                    continue
+                kind = _LEAF_TYPES.get(type(sub))
+                if kind is not None or type(sub) is float:  # a leaf: only its type to check
+                    if child.expected:
+                        if kind is None:
+                            kind = "integer" if sub.is_integer() else "number"
+                        if kind not in child.expected and not (kind == "integer"
+                                                               and child.number_ok):
+                            problems.append(errors.FieldError(
+                                errors.FieldErrorType.TYPE_INVALID, _display(parts + (key,)),
+                                sub, f"must be of type {child.want}"))
+                    continue
+                self._walk_node(child, sub, parts + (key,), unknown, problems)
+        elif actual == "array" and node.has_items:
+            child = node.items_node
+            if child is None:
+                child = node.items_node = self._node(node.items)
+            if child.skip:
+                return
+            for i, item in enumerate(value):
+                if item is not None:
+                    self._walk_node(child, item, parts + (i,), unknown, problems)
+
+    def _walk_slow(self, node: _Node, value: Any, path: str, parts: tuple, unknown: list,
                    problems: list, ignore: tuple[str, ...] = ()) -> None:
         if value is None or node.skip:
             return
@@ -188,12 +274,12 @@ class SchemaSet:
                                 f"{path}.{key}" if path else key, sub,
                                 f"must be of type {child.want}"))
                     continue
-                self._walk_node(child, sub, f"{path}.{key}" if path else key, parts + (key,),
+                self._walk_slow(child, sub, f"{path}.{key}" if path else key, parts + (key,),
                                 unknown, problems)
         elif actual == "array" and node.has_items:
             child = self._node(node.items)
             for i, item in enumerate(value):
-                self._walk_node(child, item, f"{path}[{i}]", parts + (i,), unknown, problems)
+                self._walk_slow(child, item, f"{path}[{i}]", parts + (i,), unknown, problems)
 
     # -- OpenAPI v3 ------------------------------------------------------------------------
     def openapi_document(self, group: str, version: str, kinds: list) -> dict:

@@ -237,3 +237,67 @@ def test_new_uid_is_a_random_version_4_uuid():
     for uid in uids:
         parsed = uuid.UUID(uid)
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == uid
+
+
+def _walk_both(schemas: SchemaSet, group: str, version: str, kind: str, obj: dict,
+               ignore: tuple = ()) -> tuple:
+    """The fast walk's answer and the general walk's (display paths built as it goes)."""
+    fast = schemas.check(group, version, kind, obj, ignore=ignore)
+    unknown: list = []
+    problems: list = []
+    node = schemas._node(schemas.schema_for(group, version, kind))
+    schemas._walk_slow(node, obj, "", (), unknown, problems, ignore)
+    return fast, (unknown, problems)
+
+
+def test_schema_walk_gives_the_general_walks_answer():
+    import random
+    schemas = SchemaSet()
+    rng = random.Random(7)
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "p", "namespace": "d", "labels": {"a": "b"},
+                        "managedFields": [{"manager": "m", "fieldsV1": {"f:spec": {}}}]},
+           "spec": {"containers": [{"name": "c", "image": "i", "ports": [
+               {"containerPort": 80}], "resources": {"limits": {"cpu": "1"}}}],
+               "tolerations": [{"key": "k", "tolerationSeconds": 300}], "nodeName": "n"},
+           "status": {"phase": "Running", "conditions": [
+               {"type": "Ready", "status": "True", "lastProbeTime": None}],
+               "containerStatuses": [{"name": "c", "state": {"running": {}}}]}}
+    oddities = [None, 1, 1.5, 2.0, True, "x", [], {}, [1, "a", None], {"bogus": 1},
+                {"name": 3}, [{"containerPort": "80", "extra": [1]}], float("nan")]
+
+    def paths(value, parts=()):
+        yield parts
+        if isinstance(value, dict):
+            for k, v in value.items():
+                yield from paths(v, parts + (k,))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                yield from paths(v, parts + (i,))
+    all_paths = [p for p in paths(pod) if p]
+    for trial in range(300):
+        obj = copy.deepcopy(pod)
+        for _ in range(rng.randint(1, 4)):
+            parts = rng.choice(all_paths)
+            target = obj
+            try:
+                for part in parts[:-1]:
+                    target = target[part]
+                if isinstance(target, dict) and rng.random() < 0.3:
+                    target[f"unknown{trial}"] = rng.choice(oddities)
+                else:
+                    target[parts[-1]] = copy.deepcopy(rng.choice(oddities))
+            except (KeyError, IndexError, TypeError):
+                continue
+        for ignore in ((), ("status",)):
+            fast, slow = _walk_both(schemas, "", "v1", "Pod", obj, ignore)
+            assert fast[0] == slow[0]
+            assert [(p.type, p.path, repr(p.value), p.detail) for p in fast[1]] == \
+                [(p.type, p.path, repr(p.value), p.detail) for p in slow[1]]
+    # the memo of child nodes follows a replaced custom schema (see above) and keeps
+    # reporting on every walk
+    bad = copy.deepcopy(pod)
+    bad["spec"]["containers"][0]["bogus"] = 1
+    for _ in range(2):
+        assert schemas.check("", "v1", "Pod", bad, ignore=())[0] == [
+            ("spec.containers[0].bogus", ("spec", "containers", 0, "bogus"))]
