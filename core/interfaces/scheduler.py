@@ -614,10 +614,13 @@ class Sign(Protocol):
         same :attr:`NodeInfo.generation`, Filter returns an equal :class:`Status` and Score the
         same raw score. The framework joins the fragments into the pod's signature
         ((plugin name, fragment) pairs) only when every plugin asked returned non-None, and
-        keeps, per signature (a bounded LRU of recent signatures), per node name: the
+        keeps, per signature (a bounded LRU of recent signatures), per node: the
         generation, the Filter status and each Score plugin's raw score. Filtering and scoring
         then use a node's stored result when its generation equals the snapshot NodeInfo's and
-        no pod is nominated to the node; otherwise they compute and store it. Unchanged:
+        no pod is nominated to the node; otherwise they compute and store it (only for the
+        nodes the cycle reaches: nodes known to fail are passed over without a call, and
+        since 0.2 a cycle's cost follows the nodes changed since the signature's last cycle,
+        not the nodes visited). Unchanged:
         PreScore still runs every cycle on the feasible nodes (SKIP still removes the plugin
         from scoring), normalize_scores runs every cycle on the full raw scores, sampling
         (``percentageOfNodesToScore``, rotating start) is the same, and preemption and other

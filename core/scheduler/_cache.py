@@ -12,6 +12,7 @@ so a cycle on a 5,000-node cluster does not clone 5,000 NodeInfos.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -67,23 +68,69 @@ class _PodState:
         self.deadline: float | None = None
 
 
+#: Source of :attr:`Snapshot.epoch`: no two node lists of a process share an epoch.
+_epochs = itertools.count(1)
+
+
 class Snapshot:
     """The nodes one scheduling cycle sees: ``nodes`` (list, stable order) and ``by_name``,
-    plus the nodes having pods with pod (anti-)affinity, kept incrementally."""
+    plus the nodes having pods with pod (anti-)affinity, kept incrementally.
+
+    A change feed says which positions of ``nodes`` were replaced, so per-node results kept
+    by position (the framework's signature tables) are brought up to date in proportion to
+    what changed: ``epoch`` names the current list of nodes (a new value, process-wide
+    unique, whenever nodes are added or removed and positions move); :meth:`changes_since`
+    lists the positions replaced since a :attr:`position` of the feed."""
+
+    #: The feed keeps at least this many entries (and at least twice the node count).
+    MIN_FEED = 1024
 
     def __init__(self) -> None:
         self.nodes: list[NodeInfo] = []
+        self.names: list[str] = []  # the names of ``nodes``, in the same order
         self.by_name: dict[str, NodeInfo] = {}
         self._index: dict[str, int] = {}
         self._affinity: dict[str, NodeInfo] = {}
         self._anti: dict[str, NodeInfo] = {}
         self._lists: dict[int, list[NodeInfo]] = {}
+        self.epoch = next(_epochs)
+        self._feed: list[int] = []  # positions replaced, oldest first
+        self._feed_base = 0  # the feed position of _feed[0]
 
     def __len__(self) -> int:
         return len(self.nodes)
 
     def get(self, name: str) -> NodeInfo | None:
         return self.by_name.get(name)
+
+    def index_of(self, name: str) -> int | None:
+        """The position of node ``name`` in ``nodes``, or None."""
+        return self._index.get(name)
+
+    @property
+    def position(self) -> int:
+        """The change feed's current position (within this :attr:`epoch`)."""
+        return self._feed_base + len(self._feed)
+
+    def changes_since(self, epoch: int, position: int) -> list[int] | None:
+        """Positions of ``nodes`` replaced since feed ``position`` of ``epoch`` (repeats
+        possible), or None when that is unknown: another epoch, or entries dropped since."""
+        if epoch != self.epoch or position < self._feed_base:
+            return None
+        return self._feed[position - self._feed_base:]
+
+    def _renumber(self) -> None:
+        self.epoch = next(_epochs)
+        self._feed.clear()
+        self._feed_base = 0
+
+    def _replaced(self, index: int) -> None:
+        feed = self._feed
+        feed.append(index)
+        if len(feed) > max(self.MIN_FEED, 2 * len(self.nodes)):
+            half = len(feed) // 2
+            del feed[:half]
+            self._feed_base += half
 
     def _ordered(self, which: dict[str, NodeInfo]) -> list[NodeInfo]:
         cached = self._lists.get(id(which))
@@ -283,12 +330,15 @@ class Cache:
         snap._lists.clear()
         if self._membership_changed:
             snap.nodes = [by_name[n] for n in self.real]
+            snap.names = list(self.real)
             snap._index = {n: i for i, n in enumerate(self.real)}
+            snap._renumber()
         else:
             nodes, index = snap.nodes, snap._index
             for name in self._dirty:
                 i = index.get(name)
                 if i is not None:
                     nodes[i] = by_name[name]
+                    snap._replaced(i)
         self._dirty.clear()
         self._membership_changed = False

@@ -8,19 +8,28 @@ make the loop ``await``. For clusters of 100 nodes or more, filtering stops once
 starting where the previous cycle stopped so every node gets its turn.
 
 Pod scheduling signatures (:class:`pilothouse.interfaces.scheduler.Sign`): when every Filter
-and weighted Score plugin of the profile signs the pod, the cycle keeps, per signature and
-node name, the node's generation, Filter status and raw scores; later pods with the same
-signature reuse them on nodes whose generation did not change (most of them: one pod changes
-one node).
+and weighted Score plugin of the profile signs the pod, the cycle keeps, per signature, a
+:class:`_Table` of per-node results by position in the snapshot's node list: each node's
+generation, Filter status and raw scores, and the sorted positions of the nodes not known to
+fail. A later pod with the same signature first forgets the nodes the snapshot's change feed
+names (those whose generation changed: one pod changes one node), then finds its feasible
+nodes by slicing that sorted list from the rotating start (bisect), calling Filter only on
+the forgotten or never-seen nodes the slice reaches, and scores with the stored raw scores
+(Score only for nodes without one). So a cycle costs in proportion to what changed, not to
+the number of nodes visited; the nodes found, the start rotation, normalization and host
+selection are exactly those of the plain per-node walk, which pods without a signature (and
+profiles with a plugin that does not sign) take.
 """
 
 from __future__ import annotations
 
+import bisect
 import collections
 import dataclasses
 import inspect
 import itertools
 import logging
+import operator
 import random
 from typing import Any
 
@@ -54,43 +63,77 @@ class _Skipped:
         return self
 
 
-#: CycleState key holding the :class:`_Results` of the pod's signature (absent: no reuse).
+#: CycleState key holding the :class:`_Table` of the pod's signature (absent: no reuse).
 SIGNATURE_KEY = "pilothouse/signature"
-#: CycleState key holding a :class:`_Found` (set by find_feasible when there is a signature).
+#: CycleState key holding a :class:`_Walk` (set by find_feasible on the table path).
 FEASIBLE_KEY = "pilothouse/feasible-entries"
 #: How many signatures keep their per-node results (least recently used dropped first).
 SIGNATURE_CACHE_SIZE = 32
 
 
-class _Entry:
-    """One node's results for one signature: valid while the node's generation is this."""
+class _Table:
+    """One signature's per-node results, by position in a snapshot's node list.
 
-    __slots__ = ("generation", "status", "scores")
+    ``gens[i]`` is the generation of ``snapshot.nodes[i]`` that ``status[i]`` (its Filter
+    status) and ``raw[k][i]`` (Score plugin ``k``'s raw score, None until computed) belong
+    to; 0 (no generation is 0) means unknown, and then ``status[i]`` and every ``raw[k][i]``
+    are None. ``cand`` lists, sorted, every position not known to fail Filter: the known
+    feasible ones and the unknown ones. ``epoch`` and ``position`` say how far the
+    snapshot's change feed was applied. Only the real cycle reads it; clones share it."""
 
-    def __init__(self, generation: int, status: Status, scores: list) -> None:
-        self.generation, self.status, self.scores = generation, status, scores
+    __slots__ = ("snapshot", "epoch", "position", "gens", "status", "cand", "raw")
 
+    def __init__(self, n_scores: int) -> None:
+        self.snapshot: Any = None
+        self.epoch = self.position = 0
+        self.gens: list[int] = []
+        self.status: list[Status | None] = []
+        self.cand: list[int] = []
+        self.raw: list[list] = [[] for _ in range(n_scores)]
 
-class _Found:
-    """The feasible list find_feasible returned and each node's entry (None: not stored),
-    for run_score. Only the real cycle reads it; clones share it."""
-
-    __slots__ = ("nodes", "entries")
-
-    def __init__(self, nodes: list[NodeInfo], entries: list[_Entry | None]) -> None:
-        self.nodes, self.entries = nodes, entries
-
-    def clone(self) -> "_Found":
+    def clone(self) -> "_Table":
         return self
 
+    def sync(self, snapshot: Any) -> None:
+        """Forget the nodes replaced in ``snapshot`` since the last sync (everything when
+        the node list is another one)."""
+        changes = snapshot.changes_since(self.epoch, self.position) \
+            if self.snapshot is snapshot else None
+        nodes = snapshot.nodes
+        if changes is None:
+            n = len(nodes)
+            self.gens, self.status, self.cand = [0] * n, [None] * n, list(range(n))
+            self.raw = [[None] * n for _ in self.raw]
+            self.snapshot = snapshot
+        elif changes:
+            gens = self.gens
+            for i in changes:
+                if gens[i] and gens[i] != nodes[i].generation:
+                    self.forget(i)
+        self.epoch, self.position = snapshot.epoch, snapshot.position
 
-class _Results(dict):
-    """node name → :class:`_Entry` for one signature. Only the real cycle reads it, so clones
-    of the state (what-ifs) share it."""
+    def forget(self, i: int) -> None:
+        """Make position ``i`` unknown (a candidate again)."""
+        status = self.status[i]
+        if status is not None:
+            if not status.ok:
+                bisect.insort(self.cand, i)
+            self.status[i] = None
+        self.gens[i] = 0
+        for raw in self.raw:
+            raw[i] = None
 
-    __slots__ = ()
 
-    def clone(self) -> "_Results":
+class _Walk:
+    """What the table path of find_feasible found, for scoring: the feasible NodeInfos,
+    their positions, and the table. Only the real cycle reads it; clones share it."""
+
+    __slots__ = ("nodes", "indexes", "table")
+
+    def __init__(self, nodes: list[NodeInfo], indexes: list[int], table: _Table) -> None:
+        self.nodes, self.indexes, self.table = nodes, indexes, table
+
+    def clone(self) -> "_Walk":
         return self
 
 
@@ -183,7 +226,7 @@ class Framework:
             scored = {s[0] for s in self.score}
             self.signers = [(p.name, p.plugin.sign, p.name in scored) for p in signers]
         self.signature_cache_size = signature_cache_size
-        self._results: collections.OrderedDict[tuple, _Results] = collections.OrderedDict()
+        self._results: collections.OrderedDict[tuple, _Table] = collections.OrderedDict()
 
     def plugin_events(self) -> dict[str, frozenset[str] | None]:
         """plugin name → the events it registered (None: every event)."""
@@ -233,7 +276,7 @@ class Framework:
             results = cache[signature]
             cache.move_to_end(signature)
         except KeyError:
-            results = cache[signature] = _Results()
+            results = cache[signature] = _Table(len(self.score))
             if len(cache) > self.signature_cache_size:
                 cache.popitem(last=False)
         except TypeError:
@@ -333,67 +376,54 @@ class Framework:
         return max(MIN_FEASIBLE_NODES, total * percentage // 100)
 
     async def find_feasible(self, state: CycleState, pod: dict, nodes: list[NodeInfo],
-                            nominator: Any, percentage: int
+                            nominator: Any, percentage: int, *, snapshot: Any = None
                             ) -> tuple[list[NodeInfo], dict[str, Status]]:
         """Filter nodes from where the last cycle stopped until enough passed; returns the
         feasible nodes and the failing status of each rejected node. ``nominator.by_node``
-        maps node names to the pods nominated there. With a signature in ``state``, a node
-        without nominated pods whose generation matches its stored entry reuses the stored
-        status; otherwise the status is computed and stored (ERROR statuses are not)."""
+        maps node names to the pods nominated there.
+
+        With a signature in ``state`` and ``nodes`` being ``snapshot.nodes`` (the host's
+        cycle), the signature's :class:`_Table` answers: the same nodes are found, but the
+        statuses returned are only those computed in this cycle, unless no node fits (then
+        every node's). Otherwise every node visited is filtered."""
         total = len(nodes)
         if not total:
             return [], {}
         want = self.num_feasible_nodes_to_find(total, percentage)
-        feasible: list[NodeInfo] = []
-        statuses: dict[str, Status] = {}
         start = self._next_start % total
         if not self.filter:
             feasible = (nodes[start:] + nodes[:start])[:want]
             self._next_start = (start + len(feasible)) % total
-            return feasible, statuses
+            return feasible, {}
+        table = state.get(SIGNATURE_KEY)
+        if table is not None and snapshot is not None and snapshot.nodes is nodes:
+            return await self._find_in_table(state, pod, nodes, snapshot, table, nominator,
+                                             want, start)
+        feasible: list[NodeInfo] = []
+        statuses: dict[str, Status] = {}
         by_node = nominator.by_node
-        results = state.get(SIGNATURE_KEY)
-        if results is not None and len(results) > 2 * total:
-            results.clear()  # entries of nodes long gone
-        n_scores = len(self.score)
         processed = 0
         order = itertools.chain(itertools.islice(nodes, start, None),
                                 itertools.islice(nodes, start))
-        found: list[_Entry | None] = []  # the entry of each feasible node (run_score)
         if not self.filter_async:
             skipped = state.get(SKIP_FILTER_KEY)
             filters = skipped.filters if skipped is not None else self.filter
             filter_node = self.filter_node
-            success, skip_code, error = Code.SUCCESS, Code.SKIP, Code.ERROR
-            results_get = results.get if results is not None else None
+            success, skip_code = Code.SUCCESS, Code.SKIP
             left = want
             for processed, node in enumerate(order, 1):
                 name = node.name
-                entry = None
                 if by_node and by_node.get(name):
-                    if results is not None:
-                        results.pop(name, None)
                     status = filter_node(state, pod, node, list(by_node[name].values()))
                 else:
-                    if results_get is not None:
-                        entry = results_get(name)
-                        if entry is not None and entry.generation != node.generation:
-                            entry = None
-                    if entry is not None:
-                        status = entry.status
-                    else:
-                        status = _OK
-                        for plugin, fn in filters:
-                            st = fn(state, pod, node)
-                            if st.code is not success and st.code is not skip_code:
-                                status = st.with_plugin(plugin)
-                                break
-                        if results is not None and status.code is not error:
-                            entry = results[name] = _Entry(node.generation, status,
-                                                           [None] * n_scores)
+                    status = _OK
+                    for plugin, fn in filters:
+                        st = fn(state, pod, node)
+                        if st.code is not success and st.code is not skip_code:
+                            status = st.with_plugin(plugin)
+                            break
                 if status is _OK or status.ok:
                     feasible.append(node)
-                    found.append(entry)
                     left -= 1
                     if not left:
                         break
@@ -401,29 +431,113 @@ class Framework:
                     statuses[name] = status
         else:
             for processed, node in enumerate(order, 1):
-                name = node.name
-                nominated = by_node.get(name) if by_node else None
-                entry = results.get(name) if results is not None and not nominated else None
-                if nominated and results is not None:
-                    results.pop(name, None)
-                if entry is not None and entry.generation == node.generation:
-                    status = entry.status
-                else:
-                    entry = None
-                    status = await self.filter_node_async(
-                        state, pod, node, list(nominated.values()) if nominated else [])
-                    if results is not None and not nominated and status.code is not Code.ERROR:
-                        entry = results[name] = _Entry(node.generation, status,
-                                                       [None] * n_scores)
+                nominated = by_node.get(node.name) if by_node else None
+                status = await self.filter_node_async(
+                    state, pod, node, list(nominated.values()) if nominated else [])
                 if status.ok:
                     feasible.append(node)
-                    found.append(entry)
                     if len(feasible) >= want:
                         break
                 else:
-                    statuses[name] = status
-        if results is not None:
-            state.write(FEASIBLE_KEY, _Found(feasible, found))
+                    statuses[node.name] = status
+        self._next_start = (start + processed) % total
+        return feasible, statuses
+
+    async def _find_in_table(self, state: CycleState, pod: dict, nodes: list[NodeInfo],
+                             snapshot: Any, table: _Table, nominator: Any, want: int,
+                             start: int) -> tuple[list[NodeInfo], dict[str, Status]]:
+        """find_feasible from a signature's table: the first ``want`` candidates from
+        ``start`` on, in node order (wrapping), are sliced out of ``table.cand``; only the
+        unknown ones among them are filtered (their results stored, except ERROR statuses
+        and nodes with nominated pods, which are filtered with those pods every cycle), and
+        the slice is extended past the ones that fail. Known failures are never visited:
+        they would only have been skipped."""
+        total = len(nodes)
+        table.sync(snapshot)
+        gens, status, cand = table.gens, table.status, table.cand
+        by_node = nominator.by_node
+        nominated: set[int] = set()
+        if by_node:
+            for name, pods in by_node.items():
+                i = snapshot.index_of(name) if pods else None
+                if i is not None:
+                    table.forget(i)  # filtered with its nominated pods, never stored
+                    nominated.add(i)
+        skipped = state.get(SKIP_FILTER_KEY)
+        filters = skipped.filters if skipped is not None else self.filter
+        is_async = self.filter_async
+        success, skip_code, error = Code.SUCCESS, Code.SKIP, Code.ERROR
+        found: list[int] = []
+        rejected: dict[int, Status] = {}
+        failed: list[int] = []  # newly stored failures, to drop from cand
+        n = len(cand)
+        pos = bisect.bisect_left(cand, start)
+        visited = 0
+        while len(found) < want and visited < n:
+            take = min(want - len(found), n - visited)
+            first = (pos + visited) % n
+            end = first + take
+            chunk = cand[first:end] if end <= n else cand[first:] + cand[:end - n]
+            visited += take
+            known = _pick(gens, chunk)
+            try:
+                j = known.index(0)
+            except ValueError:
+                found += chunk  # all known feasible
+                continue
+            done = 0
+            while True:
+                found += chunk[done:j]  # known feasible up to the next unknown one
+                i = chunk[j]
+                node = nodes[i]
+                if i in nominated:
+                    others = list(by_node[node.name].values())
+                    st = await self.filter_node_async(state, pod, node, others) \
+                        if is_async else self.filter_node(state, pod, node, others)
+                else:
+                    if is_async:
+                        st = await self.run_filters_async(state, pod, node)
+                    else:
+                        st = _OK
+                        for plugin, fn in filters:
+                            result = fn(state, pod, node)
+                            if result.code is not success and result.code is not skip_code:
+                                st = result.with_plugin(plugin)
+                                break
+                    if st.code is not error:
+                        gens[i], status[i] = node.generation, st
+                if st is _OK or st.ok:
+                    found.append(i)
+                else:
+                    rejected[i] = st
+                    if gens[i]:
+                        failed.append(i)
+                done = j + 1
+                try:
+                    j = known.index(0, done)
+                except ValueError:
+                    break
+            found += chunk[done:]
+        if failed:
+            if len(failed) < 16:
+                for i in failed:
+                    del cand[bisect.bisect_left(cand, i)]
+            else:
+                drop = set(failed)
+                cand[:] = [i for i in cand if i not in drop]
+        if found:
+            statuses = {nodes[i].name: st for i, st in rejected.items()}
+            processed = (found[-1] - start) % total + 1 if len(found) >= want else total
+        else:  # nothing fits: every node's status, for the message and PostFilter
+            statuses = {}
+            for k in range(total):
+                i = (start + k) % total
+                st = rejected.get(i) or status[i]
+                if st is not None:
+                    statuses[nodes[i].name] = st
+            processed = total
+        feasible = _pick(nodes, found)
+        state.write(FEASIBLE_KEY, _Walk(feasible, found, table))
         self._next_start = (start + processed) % total
         return feasible, statuses
 
@@ -459,52 +573,26 @@ class Framework:
 
     async def run_score(self, state: CycleState, pod: dict, nodes: list[NodeInfo],
                         skip: set[str]) -> dict[str, int]:
-        """node name → sum over Score plugins of weight × normalized score. With a
-        signature in ``state``, raw scores stored for a node of the same generation are
-        reused and new ones stored (only for nodes this cycle's filtering stored an entry
-        for); normalize_scores always sees every node's raw score."""
+        """node name → sum over Score plugins of weight × normalized score. When ``nodes``
+        are what find_feasible found from a signature's table, raw scores stored there are
+        reused and new ones stored; normalize_scores always sees every node's raw score."""
+        walk = state.get(FEASIBLE_KEY)
+        if walk is not None and walk.nodes is nodes:
+            names, totals = await self._score_walk(state, pod, walk, skip)
+            return dict(zip(names, totals))
         names = [n.name for n in nodes]
         totals = dict.fromkeys(names, 0)
-        results = state.get(SIGNATURE_KEY)
-        entries = None
-        if results is not None:
-            found = state.get(FEASIBLE_KEY)
-            if found is not None and found.nodes is nodes:
-                entries = found.entries
-            else:
-                entries = [e if e is not None and e.generation == n.generation else None
-                           for n, e in zip(nodes, map(results.get, names))]
-        for index, (name, score, normalize, weight) in enumerate(self.score):
+        for name, score, normalize, weight in self.score:
             if name in skip:
                 continue
-            is_async = _is_async(score)
-            if entries is not None:
-                raw = {}
-                for node, entry in zip(nodes, entries):
-                    if entry is None:
-                        value = score(state, pod, node)
-                        if is_async:
-                            value = await value
-                    else:
-                        value = entry.scores[index]
-                        if value is None:
-                            value = score(state, pod, node)
-                            if is_async:
-                                value = await value
-                            entry.scores[index] = value
-                    raw[node.name] = value
-            elif is_async:
+            if _is_async(score):
                 raw = {n.name: await score(state, pod, n) for n in nodes}
             else:
                 raw = {n.name: score(state, pod, n) for n in nodes}
             normalized = await _call(normalize, state, pod, raw)
             values = normalized.values()
             if values and not (0 <= min(values) and max(values) <= MAX_NODE_SCORE):
-                for node_name, value in normalized.items():
-                    if not 0 <= value <= MAX_NODE_SCORE:
-                        raise ValueError(f"plugin {name} scored node {node_name} {value}, "
-                                         f"outside [0, {MAX_NODE_SCORE}] after "
-                                         f"normalize_scores")
+                _out_of_range(name, normalized)
             if weight == 1:
                 for node_name, value in normalized.items():
                     totals[node_name] += value
@@ -512,6 +600,69 @@ class Framework:
                 for node_name, value in normalized.items():
                     totals[node_name] += value * weight
         return totals
+
+    async def _score_walk(self, state: CycleState, pod: dict, walk: _Walk,
+                          skip: set[str]) -> tuple[list[str], list[int]]:
+        """run_score on the table path, as lists in feasible order: the names and their
+        totals. Raw scores come from the table, computed (and stored where the node's status
+        is stored) only where missing."""
+        nodes, indexes, table = walk.nodes, walk.indexes, walk.table
+        names = _pick(table.snapshot.names, indexes)
+        totals: list[int] | None = None
+        stored = table.gens
+        for k, (name, score, normalize, weight) in enumerate(self.score):
+            if name in skip:
+                continue
+            column = table.raw[k]
+            values = _pick(column, indexes)
+            if None in values:
+                is_async = _is_async(score)
+                j = values.index(None)
+                while True:
+                    value = score(state, pod, nodes[j])
+                    if is_async:
+                        value = await value
+                    values[j] = value
+                    i = indexes[j]
+                    if stored[i]:
+                        column[i] = value
+                    try:
+                        j = values.index(None, j + 1)
+                    except ValueError:
+                        break
+            raw = dict(zip(names, values))
+            normalized = await _call(normalize, state, pod, raw)
+            checked = normalized.values()
+            if checked and not (0 <= min(checked) and max(checked) <= MAX_NODE_SCORE):
+                _out_of_range(name, normalized)
+            if normalized is raw and len(raw) == len(names):
+                values = list(raw.values())
+            elif normalized.keys() == raw.keys():
+                values = list(map(normalized.__getitem__, names))
+            else:  # as run_score: a missing node adds 0, an unknown one is a KeyError
+                for node_name in normalized:
+                    if node_name not in raw:
+                        raise KeyError(node_name)
+                values = [normalized.get(n, 0) for n in names]
+            if weight != 1:
+                values = list(map(operator.mul, values, itertools.repeat(weight)))
+            totals = values if totals is None else list(map(operator.add, totals, values))
+        return names, totals if totals is not None else [0] * len(names)
+
+    async def select(self, state: CycleState, pod: dict, nodes: list[NodeInfo],
+                     skip: set[str]) -> str:
+        """:meth:`run_score` then :meth:`select_host`, without building the totals dict on
+        the table path (same scores, same choice, same random draws on ties)."""
+        walk = state.get(FEASIBLE_KEY)
+        if walk is None or walk.nodes is not nodes:
+            return self.select_host(await self.run_score(state, pod, nodes, skip))
+        names, totals = await self._score_walk(state, pod, walk, skip)
+        best_score = max(totals)
+        count = totals.count(best_score)
+        if count == 1:
+            return names[totals.index(best_score)]
+        return random.choice(list(itertools.compress(
+            names, map(operator.eq, totals, itertools.repeat(best_score)))))
 
     @staticmethod
     def select_host(totals: dict[str, int]) -> str:
@@ -575,6 +726,26 @@ class Framework:
                 await _call(fn, state, pod, node)
             except Exception:
                 log.exception("post-bind plugin %s failed", name)
+
+
+def _pick(seq: list, indexes: list[int]) -> list:
+    """``[seq[i] for i in indexes]``, in C: a slice when ``indexes`` is a run of consecutive
+    positions (the common case), else an itemgetter."""
+    if not indexes:
+        return []
+    first, last = indexes[0], indexes[-1]
+    if last - first == len(indexes) - 1 and last >= first:
+        return seq[first:last + 1]
+    if len(indexes) == 1:
+        return [seq[first]]
+    return list(operator.itemgetter(*indexes)(seq))
+
+
+def _out_of_range(plugin: str, normalized: dict[str, int]) -> None:
+    for node_name, value in normalized.items():
+        if not 0 <= value <= MAX_NODE_SCORE:
+            raise ValueError(f"plugin {plugin} scored node {node_name} {value}, outside "
+                             f"[0, {MAX_NODE_SCORE}] after normalize_scores")
 
 
 _OK = Status()

@@ -430,7 +430,8 @@ class Scheduler:
                 feasible = [info]
         if not feasible:
             feasible, statuses = await fw.find_feasible(
-                state, pod, nodes, self.queue.nominator, self.settings.percentageOfNodesToScore)
+                state, pod, nodes, self.queue.nominator, self.settings.percentageOfNodesToScore,
+                snapshot=self.snapshot)
         if not feasible:
             errs = [s for s in statuses.values() if s.code is Code.ERROR]
             if errs:
@@ -441,8 +442,7 @@ class Scheduler:
         status, skip = await fw.run_pre_score(state, pod, feasible)
         if not status.ok:
             raise _CycleError(status)
-        totals = await fw.run_score(state, pod, feasible, skip)
-        return fw.select_host(totals)
+        return await fw.select(state, pod, feasible, skip)
 
     async def _post_filter(self, fw: Framework, state: CycleState, qp: QueuedPod,
                            fit: FitError) -> None:

@@ -246,3 +246,32 @@ def test_same_for_scheduling_ignores_only_status_and_bookkeeping_metadata():
     other = _version(p, "9")
     other["spec"] = {**p["spec"], "priority": 10}
     assert not same_for_scheduling(p, other)
+
+
+def test_snapshot_change_feed_names_the_replaced_positions():
+    cache, snap = Cache(), Snapshot()
+    for i in range(3):
+        cache.add_node(node(f"n{i}"))
+    cache.update_snapshot(snap)
+    epoch, position = snap.epoch, snap.position
+    assert snap.names == ["n0", "n1", "n2"] and snap.index_of("n2") == 2
+    assert snap.changes_since(epoch, position) == []
+    cache.add_pod(pod("a", cpu="1", node_name="n2"))
+    cache.update_snapshot(snap)
+    assert snap.changes_since(epoch, position) == [2]
+    mid = snap.position
+    cache.update_node(node("n0", cpu="8"))
+    cache.update_snapshot(snap)
+    assert snap.changes_since(epoch, position) == [2, 0]
+    assert snap.changes_since(epoch, mid) == [0]
+    assert snap.changes_since(epoch + 999, mid) is None
+    cache.add_node(node("n3"))  # positions may move: a new epoch, the old feed is gone
+    cache.update_snapshot(snap)
+    assert snap.epoch != epoch and snap.changes_since(epoch, mid) is None
+    assert snap.names == ["n0", "n1", "n2", "n3"]
+    epoch, position = snap.epoch, snap.position
+    for k in range(3 * Snapshot.MIN_FEED):  # a long feed is trimmed; far-behind readers learn it
+        cache.update_node(node("n1", cpu=str(1 + k % 5)))
+        cache.update_snapshot(snap)
+    assert snap.changes_since(epoch, position) is None
+    assert snap.changes_since(snap.epoch, snap.position - 5) == [1] * 5

@@ -392,3 +392,149 @@ def test_the_handle_lists_nodes_with_pod_affinity_from_the_snapshot():
     assert [i.name for i in handle.node_infos_with_pod_affinity()] == ["n2"]
     assert handle.node_infos_with_required_anti_affinity() == \
         [runner.scheduler.snapshot.get("n2")]
+
+
+# ---------------------------------------------------------------- signature tables
+
+
+class AsyncFit(Fit):
+    """Fit with coroutine Filter and Score (the framework's awaiting paths)."""
+
+    async def filter(self, state, pod, node):
+        return Fit.filter(self, state, pod, node)
+
+    async def score(self, state, pod, node):
+        return Fit.score(self, state, pod, node)
+
+
+class Spread:
+    """Score + Sign with a normalization over the feasible set (min-max) and a reversed
+    range, so a wrong feasible set or a stale raw score changes the totals."""
+
+    def score(self, state, pod, node):
+        return len(node.pods) * 3 + int(node.labels.get("rack", "0"))
+
+    def normalize_scores(self, state, pod, scores):
+        lo, hi = min(scores.values()), max(scores.values())
+        return {n: 100 * (hi - s) // (hi - lo) if hi > lo else 100 for n, s in scores.items()}
+
+    def sign(self, state, pod):
+        return "spread"
+
+
+def _random_cycle_run(seed, reuse, *, profile="plain", percentage=0, nodes=160, pods=260):
+    """One randomized run: a cluster, pods of a few shapes, and between cycles nodes
+    changed, removed and re-added, foreign pods placed and deleted, pods nominated. Returns
+    per cycle: the placement or the full per-node statuses of a FitError, and where the next
+    cycle starts."""
+    from pilothouse.scheduler._framework import FitError
+    rng = random.Random(seed)
+    fit = AsyncFit() if profile == "async" else Fit()
+    plugins = [ProfilePlugin("Fit", fit, weight=2), ProfilePlugin("Zone", Zone()),
+               ProfilePlugin("Spread", Spread(), weight=3)]
+    if profile == "unsigned":
+        plugins.append(ProfilePlugin("NoSign", NoSign()))
+    runner = CycleRunner(plugins, reuse=reuse,
+                         settings={"percentageOfNodesToScore": percentage})
+    sched, fw = runner.scheduler, runner.framework
+
+    def make_node(i):
+        taints = [{"key": "dedicated", "effect": "NoSchedule"}] if rng.random() < 0.1 else None
+        labels = {"zone": rng.choice("abc"), "rack": str(rng.randrange(4))}
+        if rng.random() < 0.05:
+            labels["tier"] = "broken"
+        return node(f"n{i}", cpu=str(rng.choice((1, 2, 4))), labels=labels, taints=taints)
+    names = list(range(nodes))
+    for i in names:
+        runner.add_node(make_node(i))
+    placed, foreign, out = [], [], []
+    random.seed(seed)  # select_host's tie-breaking draws: the same in both runs
+    for step in range(pods):
+        r = rng.random()
+        if r < 0.08:
+            runner.add_node(make_node(rng.randrange(nodes)))
+        elif r < 0.11:  # removed (its pods stay: a NodeInfo without Node), maybe back later
+            gone = node(f"n{rng.randrange(nodes)}")
+            runner.remove_node(gone)
+        elif r < 0.14:
+            runner.add_node(make_node(rng.randrange(nodes)))
+        elif r < 0.18 and placed:
+            runner.remove_pod(placed.pop(rng.randrange(len(placed))))
+        elif r < 0.21:
+            other = mkpod(rng.choice(("250m", "1")))
+            other["spec"]["nodeName"] = f"n{rng.randrange(nodes)}"
+            runner.add_pod(other)
+            foreign.append(other)
+        elif r < 0.25:
+            big = mkpod(rng.choice(("500m", "1500m")))
+            big["spec"]["priority"] = rng.choice((0, 5, 100))
+            runner.nominate(big, f"n{rng.randrange(nodes)}")
+            foreign.append(big)
+        elif r < 0.28 and foreign:
+            sched.queue.nominator.delete(foreign[rng.randrange(len(foreign))])
+        kind = rng.random()
+        p = mkpod(rng.choice(("250m", "500m", "1")) if kind < 0.7 else
+                  rng.choice(("1500m", "3", "9")), rng.choice("abc"),
+                  tolerations=[{"key": "dedicated", "operator": "Exists"}]
+                  if kind < 0.2 else None)
+        p["spec"]["priority"] = rng.choice((0, 10))
+        sched.cache.update_snapshot(sched.snapshot)
+        try:
+            chosen = asyncio.run(sched._schedule_pod(fw, CycleState(), p))
+        except FitError as fit_error:
+            out.append(("unschedulable", dict(fit_error.statuses), fw._next_start))
+            continue
+        assumed = {**p, "spec": {**p["spec"], "nodeName": chosen}}
+        sched.cache.assume_pod(assumed, chosen)
+        placed.append(assumed)
+        out.append((chosen, fw._next_start))
+    return out, runner
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("profile,percentage", [("plain", 0), ("plain", 100), ("async", 0),
+                                                ("unsigned", 0)])
+def test_signature_tables_decide_as_the_plain_walk_on_random_clusters(seed, profile,
+                                                                      percentage):
+    """Placements, the unschedulable statuses of every node, and the rotating start: the
+    same with the tables (reuse) as with signatureCacheSize 0, under churn between cycles."""
+    with_reuse, runner = _random_cycle_run(seed, True, profile=profile, percentage=percentage)
+    without, _ = _random_cycle_run(seed, False, profile=profile, percentage=percentage)
+    assert with_reuse == without
+    assert any(r[0] == "unschedulable" for r in without)
+    assert sum(r[0] != "unschedulable" for r in without) > 100
+    if profile != "unsigned":
+        assert runner.framework._results  # the tables were used
+
+
+def test_a_table_filters_only_what_changed():
+    """On 1,000 nodes with sampling (420 to find), after the first pass a cycle filters the
+    nodes changed since the signature's previous cycle, not the nodes it visits."""
+    calls = []
+    runner = CycleRunner([ProfilePlugin("Fit", Fit(calls))])
+    for i in range(1000):
+        runner.add_node(node(f"n{i:04}", cpu="64"))
+    for _ in range(3):  # the first cycles see every node once
+        runner.schedule(mkpod("100m"))
+    calls.clear()
+    for _ in range(20):
+        runner.schedule(mkpod("100m"))
+    filters = [c for c in calls if c[0] == "filter"]
+    assert len(filters) <= 20  # one node per placement changed
+    runner.add_node(node("n0500", cpu="64", labels={"tier": "broken"}))
+    calls.clear()
+    first = runner.framework._next_start
+    runner.schedule(mkpod("100m"), assume=False)
+    assert {n for _, n in calls} <= {"n0500"} | {f"n{i:04}" for i in range(first, first + 430)}
+
+
+def test_a_table_is_rebuilt_when_nodes_come_and_go():
+    runner = CycleRunner([ProfilePlugin("Fit", Fit())])
+    for i in range(5):
+        runner.add_node(node(f"n{i}", cpu="1"))
+    assert runner.schedule(mkpod("600m")) in {f"n{i}" for i in range(5)}
+    runner.remove_node(node("n0"))
+    runner.add_node(node("n9", cpu="8"))
+    seen = {runner.schedule(mkpod("600m")) for _ in range(4)}
+    assert "n0" not in seen and "n9" in seen
+    assert runner.schedule(mkpod("9")).startswith("0/5 nodes are available: 5 Insufficient")
