@@ -45,8 +45,9 @@ Version history: appeared in 0.1. In 0.1 the framework also gained :class:`Handl
 :class:`NodeInfo` accounting methods and the resource helpers (:func:`pod_requests`,
 :func:`resource_amounts`, :func:`pod_priority`). 0.2 added :class:`Sign` (pod scheduling
 signatures: per-node reuse of Filter and Score results), :func:`freeze`,
-:meth:`Handle.node_infos_with_pod_affinity` and
-:meth:`Handle.node_infos_with_required_anti_affinity`, and made
+:meth:`Handle.node_infos_with_pod_affinity`,
+:meth:`Handle.node_infos_with_required_anti_affinity` and
+:meth:`Handle.node_infos_with_taints`, and made
 :attr:`NodeInfo.generation` unique across all NodeInfo objects of a process;
 ``NodeInfo.name``, ``labels`` and ``taints`` became plain attributes (same values, read
 faster in per-node loops).
@@ -509,6 +510,13 @@ class Handle(Protocol):
     def node_infos_with_required_anti_affinity(self) -> list[NodeInfo]:
         """Like :meth:`node_infos_with_pod_affinity`, for pods with *required* pod
         anti-affinity (``pods_with_required_anti_affinity`` not empty). Since 0.2."""
+
+    def node_infos_with_taints(self) -> list[NodeInfo]:
+        """The snapshot's NodeInfos whose Node has taints (``taints`` not empty), in
+        :meth:`node_infos` order, kept up to date like :meth:`node_infos_with_pod_affinity`
+        (O(result)): taint plugins use it to skip all work when no node has taints of the
+        kind they score, without reading every feasible node. Valid during a cycle; do not
+        change the list or its NodeInfos. Since 0.2."""
 
     def nodes_with_image(self, image: str) -> int:
         """How many nodes of the snapshot report ``image`` (a name as in

@@ -92,6 +92,7 @@ class Snapshot:
         self._index: dict[str, int] = {}
         self._affinity: dict[str, NodeInfo] = {}
         self._anti: dict[str, NodeInfo] = {}
+        self._tainted: dict[str, NodeInfo] = {}
         self._lists: dict[int, list[NodeInfo]] = {}
         self.epoch = next(_epochs)
         self._feed: list[int] = []  # positions replaced, oldest first
@@ -147,6 +148,10 @@ class Snapshot:
     def with_required_anti_affinity(self) -> list[NodeInfo]:
         """NodeInfos with ``pods_with_required_anti_affinity``, in ``nodes`` order."""
         return self._ordered(self._anti) if self._anti else []
+
+    def with_taints(self) -> list[NodeInfo]:
+        """NodeInfos whose Node has taints, in ``nodes`` order."""
+        return self._ordered(self._tainted) if self._tainted else []
 
 
 class Cache:
@@ -312,6 +317,7 @@ class Cache:
         if not self._dirty and not self._membership_changed:
             return
         by_name, affinity, anti = snap.by_name, snap._affinity, snap._anti
+        tainted = snap._tainted
         for name in self._dirty:
             if name in self.real:
                 info = by_name[name] = self.infos[name].clone()
@@ -323,10 +329,15 @@ class Cache:
                     anti[name] = info
                 else:
                     anti.pop(name, None)
+                if info.taints:
+                    tainted[name] = info
+                else:
+                    tainted.pop(name, None)
             else:
                 by_name.pop(name, None)
                 affinity.pop(name, None)
                 anti.pop(name, None)
+                tainted.pop(name, None)
         snap._lists.clear()
         if self._membership_changed:
             snap.nodes = [by_name[n] for n in self.real]

@@ -19,6 +19,7 @@ import uuid
 from typing import Any
 
 from pilothouse.client import InformerFactory, LeaderElector, object_key
+from pilothouse.client.informer import drop_managed_fields
 from pilothouse.config import Config, ConfigError, parse_config
 from pilothouse.interfaces.scheduler import (Code, CycleState, NodeInfo, Status, pod_key)
 from pilothouse.model import errors
@@ -112,6 +113,9 @@ class _Handle:
     def node_infos_with_required_anti_affinity(self) -> list[NodeInfo]:
         return self._s.snapshot.with_required_anti_affinity()
 
+    def node_infos_with_taints(self) -> list[NodeInfo]:
+        return self._s.snapshot.with_taints()
+
     def nodes_with_image(self, image: str) -> int:
         return self._s.cache.image_nodes.get(image, 0)
 
@@ -192,6 +196,8 @@ class Scheduler:
         self.nodes = self.factory.informer("v1", "Node")
         self.pods = self.factory.informer("v1", "Pod")
         self.priority_classes = self.factory.informer("scheduling.k8s.io/v1", "PriorityClass")
+        # kept by the thousand, never read here: dropped as they arrive (kube-scheduler too)
+        self.nodes.transform = self.pods.transform = drop_managed_fields
         self.informers = [self.nodes, self.priority_classes]  # the pods start after the classes
         self.cache = Cache(self.settings.assumedPodTTL)
         self.snapshot = Snapshot()

@@ -6,6 +6,7 @@ import asyncio
 import pytest
 
 from pilothouse.client import Client, Informer, LeaderElector, WorkQueue
+from pilothouse.client.informer import drop_managed_fields
 from pilothouse.model import errors
 
 
@@ -63,6 +64,35 @@ def test_informer_follows_changes_and_indexes(apiserver):
             await inf.stop()
             assert seen == [("add", "i0"), ("add", "i1"), ("update", "i1"), ("delete", "i0")]
             assert [o["metadata"]["name"] for o in inf.by_index("colour", "red")] == ["i1"]
+    run(body())
+
+
+def test_informer_transform_applies_to_listed_and_watched_objects(apiserver):
+    async def body():
+        async with Client(apiserver.url) as c:
+            cms = c.resource("v1", "ConfigMap")
+            listed = await cms.create({"metadata": {"name": "t0", "labels": {"tr": "1"}}},
+                                      "default")
+            assert listed["metadata"].get("managedFields")  # the server keeps them
+            inf = Informer(cms, "default", label_selector="tr=1",
+                           transform=drop_managed_fields)
+            seen = []
+            inf.add_handlers(lambda o: seen.append(o), lambda old, new: seen.append(new),
+                             lambda o: seen.append(o))
+            inf.start()
+            await asyncio.wait_for(inf.synced.wait(), 10)
+            await cms.create({"metadata": {"name": "t1", "labels": {"tr": "1"}}}, "default")
+            await cms.patch("t1", {"data": {"x": "y"}}, "default")
+            await cms.delete("t0", "default")
+            for _ in range(100):
+                if len(seen) >= 4:
+                    break
+                await asyncio.sleep(0.05)
+            await inf.stop()
+            assert [o["metadata"]["name"] for o in seen] == ["t0", "t1", "t1", "t0"]
+            assert all("managedFields" not in o["metadata"] and o["metadata"]["resourceVersion"]
+                       for o in [*seen, *inf.list()])
+            assert inf.get("default/t1")["data"] == {"x": "y"}
     run(body())
 
 

@@ -96,6 +96,11 @@ def test_binds_and_records_scheduled_event(api):
         assert ev["message"] == "Successfully assigned default/web to big"
         assert ev["type"] == "Normal" and ev["source"]["component"] == "default-scheduler"
         assert ev["involvedObject"]["uid"] == p["metadata"]["uid"]
+        # the informers keep no managedFields (the API server does)
+        assert p["metadata"].get("managedFields")
+        kept = s.call(lambda: [s.scheduler.pods.get("default/web"),
+                               s.scheduler.nodes.get("big")])
+        assert all("managedFields" not in o["metadata"] for o in kept)
 
 
 def test_unschedulable_pod_gets_condition_and_event_and_waits_for_a_node(api):

@@ -538,3 +538,18 @@ def test_a_table_is_rebuilt_when_nodes_come_and_go():
     seen = {runner.schedule(mkpod("600m")) for _ in range(4)}
     assert "n0" not in seen and "n9" in seen
     assert runner.schedule(mkpod("9")).startswith("0/5 nodes are available: 5 Insufficient")
+
+
+def test_the_handle_lists_tainted_nodes_from_the_snapshot():
+    runner = CycleRunner([ProfilePlugin("Fit", Fit())])
+    for i in range(3):
+        runner.add_node(node(f"n{i}"))
+    handle = runner.framework.handle
+    runner.schedule(mkpod())
+    assert handle.node_infos_with_taints() == []
+    runner.add_node(node("n1", taints=[{"key": "k", "effect": "PreferNoSchedule"}]))
+    runner.schedule(mkpod(tolerations=[{"key": "k", "operator": "Exists"}]))
+    assert handle.node_infos_with_taints() == [runner.scheduler.snapshot.get("n1")]
+    runner.add_node(node("n1"))
+    runner.schedule(mkpod())
+    assert handle.node_infos_with_taints() == []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Hashable
 
-from pilothouse.interfaces.scheduler import CycleState, NodeInfo, Status, freeze
+from pilothouse.interfaces.scheduler import CycleState, Handle, NodeInfo, Status, freeze
 
 from pilothouse_sched_default._helpers import default_normalize, first_untolerated, tolerated
 
@@ -15,9 +15,21 @@ _OK = Status()
 _taints_of = operator.attrgetter("taints")
 
 
+def _prefer_no_schedule(nodes: list[NodeInfo]) -> bool:
+    return any(t.get("effect") == "PreferNoSchedule" for n in nodes for t in n.taints)
+
+
 class TaintToleration:
     """Filter + PreScore + Score (normalized, reversed: fewer intolerable taints is better)
-    + Sign (the pod's tolerations)."""
+    + Sign (the pod's tolerations). With a handle, PreScore first asks it for the tainted
+    nodes of the whole snapshot (usually none), so it reads no feasible node when no node
+    anywhere has a PreferNoSchedule taint."""
+
+    def __init__(self) -> None:
+        self.handle: Handle | None = None
+
+    def set_handle(self, handle: Handle) -> None:
+        self.handle = handle
 
     def filter(self, state: CycleState, pod: dict, node: NodeInfo) -> Status:
         taints = node.taints
@@ -31,8 +43,10 @@ class TaintToleration:
             resolvable=False)
 
     def pre_score(self, state: CycleState, pod: dict, nodes: list[NodeInfo]) -> Status:
-        if not any(map(_taints_of, nodes)) or not any(
-                t.get("effect") == "PreferNoSchedule" for n in nodes for t in n.taints):
+        tainted = getattr(self.handle, "node_infos_with_taints", None)
+        if tainted is not None and not _prefer_no_schedule(tainted()):
+            return Status.skip()  # no node has one: the feasible ones neither
+        if not any(map(_taints_of, nodes)) or not _prefer_no_schedule(nodes):
             return Status.skip()  # every node would score the same
         tolerations = [t for t in (pod.get("spec") or {}).get("tolerations") or []
                        if (t.get("effect") or "PreferNoSchedule") == "PreferNoSchedule"]

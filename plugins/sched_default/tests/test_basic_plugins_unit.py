@@ -70,6 +70,37 @@ def test_taint_toleration_score_prefers_fewer_intolerable_prefer_no_schedule_tai
     assert scores(TaintToleration(), tolerant, nodes) == {"two": 0, "one": 100, "none": 100}
 
 
+class TaintedHandle:
+    """The handle's view of every node's taints (node_infos_with_taints)."""
+
+    def __init__(self, nodes):
+        self.nodes, self.asked = nodes, 0
+
+    def node_infos_with_taints(self):
+        self.asked += 1
+        return [n for n in self.nodes if n.taints]
+
+
+class Untouchable(list):
+    """Feasible nodes that must not be read."""
+
+    def __iter__(self):
+        raise AssertionError("read the feasible nodes")
+
+
+def test_taint_toleration_pre_score_asks_the_handle_before_reading_feasible_nodes():
+    soft = {"key": "a", "effect": "PreferNoSchedule"}
+    cluster = [node("hard", taints=[GPU]), node("plain")]
+    tt = TaintToleration()
+    tt.set_handle(TaintedHandle(cluster))
+    assert tt.pre_score(CycleState(), pod("p"), Untouchable(cluster)).code is Code.SKIP
+    nodes = [node("one", taints=[soft]), node("none")]
+    tt.set_handle(TaintedHandle([*cluster, *nodes]))
+    assert scores(tt, pod("p"), nodes) == {"one": 0, "none": 100}
+    # a PreferNoSchedule taint elsewhere: the feasible nodes still decide (all the same)
+    assert scores(tt, pod("p"), [node("x"), node("y")]) == {}
+
+
 def zone_nodes():
     return [node("a1", labels={"zone": "a", "disk": "ssd", "gen": "3"}),
             node("a2", labels={"zone": "a", "gen": "5"}),
