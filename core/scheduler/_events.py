@@ -111,7 +111,8 @@ class EventRecorder:
                 pass
         name = f"{meta.get('name')}.{secrets.token_hex(8)}"
         stamp = _now()
-        await self.events.create({
+        # the created Event is not read: raw skips decoding it (one per scheduled pod)
+        await self.events.client.request("POST", self.events.path(ns), raw=True, body={
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"name": name, "namespace": ns},
             "involvedObject": {"apiVersion": obj.get("apiVersion") or "v1",
@@ -122,7 +123,7 @@ class EventRecorder:
             "source": {"component": component},
             "reportingComponent": component, "reportingInstance": self.instance,
             "firstTimestamp": stamp, "lastTimestamp": stamp,
-            "count": 1}, ns)
+            "count": 1})
         self._seen[key] = (name, 1, now)
         if len(self._seen) > 4096:
             self._seen.popitem(last=False)

@@ -173,9 +173,14 @@ def _is_async(fn: Any) -> bool:
     return inspect.iscoroutinefunction(fn)
 
 
+#: Result types that are never awaitable: _call skips the (slower) awaitable check.
+_PLAIN_RESULTS = frozenset((Status, tuple, dict, list, str, int, bool, frozenset,
+                            type(None)))
+
+
 async def _call(fn: Any, *args: Any) -> Any:
     result = fn(*args)
-    if inspect.isawaitable(result):
+    if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
         result = await result
     return result
 
