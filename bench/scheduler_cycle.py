@@ -4,7 +4,7 @@ binding.
 
     python bench/scheduler_cycle.py [--nodes N] [--pods P] [--anti [FRACTION]]
                                     [--without PLUGIN,...] [--percentage-of-nodes-to-score PCT]
-                                    [--no-reuse] [--profile] [--top K]
+                                    [--no-reuse] [--host | --churn] [--profile] [--top K]
 
 What it measures: the scheduler host's own work for each pod, as ``Scheduler._schedule_one``
 does it, on the default profile built by ``Scheduler.from_config`` (entry points of
@@ -30,6 +30,21 @@ reuse of Filter and Score results, :class:`pilothouse.interfaces.scheduler.Sign`
 engage only when every Filter and weighted Score plugin of the profile signs the pod; the
 first line printed says whether they can.
 
+``--churn`` reproduces what the scheduler process does end to end, minus the sockets: the
+host's own ``Scheduler._schedule_one`` per pod (cycle, assume, Reserve, Permit, a binding
+task) followed by the loop's ``await asyncio.sleep(0)``, so the binding cycles (DefaultBinder's
+pods/binding POST) and the Scheduled Events run as in the process; requests go to a client
+that encodes each body as the real client does and decodes the answer the API server gives
+(a Status for a binding, the created Event) from JSON. Nodes and pods arrive as the API
+server serves them (metadata.managedFields, the hollow node's full status, the defaults the
+API fills in, no ``spec.priority``), each watch event decoded from JSON when delivered and
+passed through the real informers' cache and handlers (and their transform): a pod's ADDED
+``--lead`` cycles before its turn, its MODIFIED bound ``--bound-lag`` cycles after its
+binding, its MODIFIED Running (the hollow node's status report) ``--running-lag`` cycles
+after; a node status heartbeat every ``--heartbeat-every`` cycles (5,000 nodes every 300 s
+at 1,000 pods/s: one per 60 pods). Encoding what the API server sends is its work, not the
+scheduler's: that CPU is measured and left out.
+
 Garbage collection is tuned as the component processes tune it (``pilothouse._aio``:
 freeze start-up objects, thresholds 50,000/50/100). Figures are CPU time
 (``time.process_time``) per pod, total and per phase (the per-phase clock reads add about
@@ -41,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import cProfile
 import gc
 import io
@@ -48,6 +64,7 @@ import pstats
 import sys
 import time
 
+from pilothouse.client import Client, _json
 from pilothouse.config import parse_config
 from pilothouse.interfaces.scheduler import CycleState
 from pilothouse.scheduler import Scheduler
@@ -104,7 +121,197 @@ def bench_pod(i: int, anti: bool) -> dict:
             "spec": spec, "status": {"phase": "Pending", "qosClass": "Guaranteed"}}
 
 
-def build(args) -> Scheduler:
+STAMP = "2026-01-01T00:00:00Z"
+STATUS_CREATED = b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","code":201}'
+
+
+def _fields(*paths: str) -> dict:
+    """A FieldsV1 set (``f:`` keys, ``.`` for each inner object) holding ``paths``."""
+    root: dict = {}
+    for path in paths:
+        at = root
+        for part in path.split("/"):
+            at.setdefault(".", {})
+            at = at.setdefault(part, {})
+    root.pop(".", None)
+    return root
+
+
+def _managed(manager: str, fields: dict, subresource: str | None = None) -> dict:
+    entry = {"manager": manager, "operation": "Update", "apiVersion": "v1", "time": STAMP,
+             "fieldsType": "FieldsV1", "fieldsV1": fields}
+    if subresource:
+        entry["subresource"] = subresource
+    return entry
+
+
+_CONDITION = ("f:lastHeartbeatTime", "f:lastTransitionTime", "f:message", "f:reason",
+              "f:status", "f:type")
+NODE_FIELDS = _fields(
+    "f:metadata/f:annotations/f:node.alpha.kubernetes.io/ttl",
+    *(f"f:metadata/f:labels/f:{k}" for k in ("kubernetes.io/arch", "kubernetes.io/hostname",
+                                              "kubernetes.io/os", "pilothouse.io/hollow-node",
+                                              "topology.kubernetes.io/zone")),
+    "f:spec/f:podCIDR", "f:spec/f:podCIDRs/v:\"10.0.0.0/24\"",
+    *(f"f:status/f:addresses/k:{{\"type\":\"{t}\"}}/f:{f}" for t in ("Hostname", "InternalIP")
+      for f in ("address", "type")),
+    *(f"f:status/{w}/f:{r}" for w in ("f:allocatable", "f:capacity")
+      for r in ("cpu", "ephemeral-storage", "memory", "pods")),
+    *(f"f:status/f:conditions/k:{{\"type\":\"{t}\"}}/{f}"
+      for t in ("DiskPressure", "MemoryPressure", "PIDPressure", "Ready") for f in _CONDITION),
+    "f:status/f:daemonEndpoints/f:kubeletEndpoint/f:Port",
+    *(f"f:status/f:nodeInfo/f:{f}" for f in (
+        "architecture", "bootID", "containerRuntimeVersion", "kernelVersion",
+        "kubeProxyVersion", "kubeletVersion", "machineID", "operatingSystem", "osImage",
+        "systemUUID")))
+_CONTAINER = "f:spec/f:containers/k:{\"name\":\"pause\"}"
+POD_FIELDS = _fields(
+    "f:metadata/f:labels/f:app",
+    *(f"{_CONTAINER}/{f}" for f in ("f:image", "f:imagePullPolicy", "f:name",
+                                     "f:terminationMessagePath", "f:terminationMessagePolicy")),
+    f"{_CONTAINER}/f:ports/k:{{\"containerPort\":80,\"protocol\":\"TCP\"}}/f:containerPort",
+    f"{_CONTAINER}/f:ports/k:{{\"containerPort\":80,\"protocol\":\"TCP\"}}/f:protocol",
+    *(f"{_CONTAINER}/f:resources/{w}/f:{r}" for w in ("f:limits", "f:requests")
+      for r in ("cpu", "memory")),
+    *(f"f:spec/{f}" for f in ("f:dnsPolicy", "f:enableServiceLinks", "f:restartPolicy",
+                              "f:schedulerName", "f:securityContext",
+                              "f:terminationGracePeriodSeconds")),
+    "f:status/f:qosClass")
+BOUND_FIELDS = _fields(
+    "f:spec/f:nodeName",
+    *(f"f:status/f:conditions/k:{{\"type\":\"PodScheduled\"}}/{f}"
+      for f in ("f:lastTransitionTime", "f:status", "f:type")))
+RUNNING_FIELDS = _fields(
+    *(f"f:status/f:conditions/k:{{\"type\":\"{t}\"}}/{f}"
+      for t in ("ContainersReady", "Initialized", "PodReadyToStartContainers", "Ready")
+      for f in ("f:lastProbeTime", "f:lastTransitionTime", "f:status", "f:type")),
+    "f:status/f:containerStatuses", "f:status/f:hostIP",
+    "f:status/f:hostIPs/k:{\"ip\":\"172.16.0.3\"}/f:ip", "f:status/f:phase",
+    "f:status/f:podIP", "f:status/f:podIPs/k:{\"ip\":\"10.64.2.2\"}/f:ip",
+    "f:status/f:startTime")
+
+
+def api_node(i: int, zones: int = 3, heartbeat: str = STAMP) -> dict:
+    """:func:`hollow_node` as the API server serves what contrib/hollow_node registers."""
+    node = hollow_node(i, zones)
+    name = node["metadata"]["name"]
+    node["metadata"].update({
+        "annotations": {"node.alpha.kubernetes.io/ttl": "0"}, "creationTimestamp": STAMP,
+        "generation": 1, "managedFields": [_managed("pilothouse", NODE_FIELDS)]})
+    node["metadata"]["labels"]["pilothouse.io/hollow-node"] = "hollow-node"
+    node["spec"]["podCIDRs"] = [node["spec"]["podCIDR"]]
+    checks = (("MemoryPressure", "False", "KubeletHasSufficientMemory",
+               "kubelet has sufficient memory available"),
+              ("DiskPressure", "False", "KubeletHasNoDiskPressure",
+               "kubelet has no disk pressure"),
+              ("PIDPressure", "False", "KubeletHasSufficientPID",
+               "kubelet has sufficient PID available"),
+              ("Ready", "True", "KubeletReady", "kubelet is posting ready status"))
+    node["status"].update({
+        "conditions": [{"type": t, "status": st, "reason": r, "message": m,
+                        "lastHeartbeatTime": heartbeat, "lastTransitionTime": STAMP}
+                       for t, st, r, m in checks],
+        "addresses": [{"type": "InternalIP", "address": f"172.16.{i // 256}.{i % 256}"},
+                      {"type": "Hostname", "address": name}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "nodeInfo": {"machineID": name, "systemUUID": name, "bootID": name,
+                     "kernelVersion": "hollow", "osImage": "Hollow Node",
+                     "containerRuntimeVersion": "hollow://0.1",
+                     "kubeletVersion": "v1.32.0-hollow", "kubeProxyVersion": "",
+                     "operatingSystem": "linux", "architecture": "amd64"}})
+    return node
+
+
+def api_pods(pod: dict, node: str, i: int) -> tuple[dict, dict]:
+    """The MODIFIED objects the pod watch brings after ``pod`` (as :func:`api_pod`) is bound to
+    ``node``: bound (binding: nodeName, PodScheduled), then Running (the hollow node's status
+    report)."""
+    bound = _json.loads(_json.dumps(pod))
+    meta = bound["metadata"]
+    meta.update({"generation": 2, "resourceVersion": str(200000 + i)})
+    meta["managedFields"][0]["fieldsV1"] = {**meta["managedFields"][0]["fieldsV1"],
+                                            **BOUND_FIELDS}
+    bound["spec"]["nodeName"] = node
+    bound["status"]["conditions"] = [{"type": "PodScheduled", "status": "True",
+                                      "lastTransitionTime": STAMP}]
+    running = _json.loads(_json.dumps(bound))
+    running["metadata"]["resourceVersion"] = str(300000 + i)
+    running["metadata"]["managedFields"].append(_managed("pilothouse", RUNNING_FIELDS, "status"))
+    status = running["status"]
+    status["conditions"] = [{"type": t, "status": "True", "lastProbeTime": None,
+                             "lastTransitionTime": STAMP}
+                            for t in ("PodReadyToStartContainers", "Initialized",
+                                      "ContainersReady", "Ready")] + status["conditions"]
+    status.update({
+        "phase": "Running", "hostIP": "172.16.0.3", "hostIPs": [{"ip": "172.16.0.3"}],
+        "podIP": "10.64.2.2", "podIPs": [{"ip": "10.64.2.2"}], "startTime": STAMP,
+        "containerStatuses": [{
+            "name": "pause", "image": "registry.k8s.io/pause:3.10",
+            "imageID": "registry.k8s.io/pause:3.10@sha256:" + "6f" * 32,
+            "containerID": "hollow://" + f"{i:064x}", "ready": True, "started": True,
+            "restartCount": 0, "state": {"running": {"startedAt": STAMP}}, "lastState": {}}]})
+    return bound, running
+
+
+def api_pod(i: int, anti: bool) -> dict:
+    """:func:`bench_pod` as bench/scheduler.py creates it and the API server serves it: the
+    API's defaults, managedFields, no tolerations and no priority (no admission plugins)."""
+    pod = bench_pod(i, anti)
+    spec = pod["spec"]
+    del spec["priority"], spec["tolerations"]
+    spec["containers"][0].update({"terminationMessagePath": "/dev/termination-log",
+                                  "terminationMessagePolicy": "File"})
+    spec["securityContext"] = {}
+    pod["metadata"].update({"uid": f"{i:08x}-f307-43db-854d-39d173e61e8b",
+                            "creationTimestamp": STAMP, "generation": 1,
+                            "managedFields": [_managed("pilothouse", POD_FIELDS)]})
+    return pod
+
+
+class EchoClient(Client):
+    """A client whose requests never leave the process: a request body is encoded as the real
+    client encodes it, and the API server's answer is decoded from JSON (a Status for a
+    binding, the created Event for an Event, the body itself otherwise). ``requests`` counts
+    them by method and last path segment."""
+
+    def __init__(self) -> None:
+        super().__init__("http://127.0.0.1:9")
+        self.requests: collections.Counter = collections.Counter()
+        self.server_cpu = 0.0  # encoding answers: the API server's work
+        self._event: bytes | None = None
+
+    async def request(self, method: str, path: str, *, params: dict | None = None,
+                      body=None, content_type: str = "application/json", raw: bool = False):
+        self._target(path, params)
+        payload = _json.dumps(body) if body is not None else b""
+        last = path.rsplit("/", 1)[-1]
+        self.requests[(method, last)] += 1
+        if last == "binding":
+            answer = STATUS_CREATED
+        elif last == "events":
+            if self._event is None:
+                t0 = time.process_time()
+                event = _json.loads(payload)
+                event["metadata"].update({
+                    "uid": "24aef9b6-5905-4c38-8893-3bfbeafba0a7", "resourceVersion": "16",
+                    "creationTimestamp": STAMP, "generation": 1, "managedFields": [_managed(
+                        "pilothouse", _fields(*(f"f:{f}" for f in (
+                            "action", "count", "firstTimestamp", "lastTimestamp", "message",
+                            "reason", "reportingComponent", "reportingInstance", "type")),
+                            *(f"f:involvedObject/f:{f}" for f in (
+                                "apiVersion", "kind", "name", "namespace", "resourceVersion",
+                                "uid")), "f:source/f:component"))]})
+                self._event = _json.dumps(event)
+                self.server_cpu += time.process_time() - t0
+            answer = self._event
+        else:
+            answer = payload
+        if raw:
+            return answer.decode()
+        return _json.loads(answer) if answer else None
+
+
+def build(args, client=None) -> Scheduler:
     doc: dict = {"components": {"scheduler": {
         "percentageOfNodesToScore": args.percentage_of_nodes_to_score,
         "signatureCacheSize": 0 if args.no_reuse else 32}}}
@@ -113,9 +320,10 @@ def build(args) -> Scheduler:
         plugins = parse_config({}).raw["scheduler"]["profiles"][0]["plugins"]
         doc["scheduler"] = {"profiles": [{"schedulerName": "default-scheduler", "plugins": [
             p for p in plugins if p["name"] not in without]}]}
-    sched = Scheduler.from_config(parse_config(doc), _StubClient())
-    for i in range(args.nodes):
-        sched.cache.add_node(hollow_node(i))
+    sched = Scheduler.from_config(parse_config(doc), client or _StubClient())
+    if client is None:
+        for i in range(args.nodes):
+            sched.cache.add_node(hollow_node(i))
     return sched
 
 
@@ -225,6 +433,108 @@ async def schedule_all_host(sched: Scheduler, pods: list[dict], phases: list[flo
     return placed
 
 
+async def schedule_all_churn(sched: Scheduler, args, phases: list[float]) -> int:
+    """The scheduler process's per-pod work end to end, in one process (see ``--churn``).
+    ``phases`` (watch events, cycles, binding tasks and events, answers encoded for the API
+    server) accumulates CPU seconds; returns how many pods were bound."""
+    client: EchoClient = sched.client
+    loads, dumps = _json.loads, _json.dumps
+    clock = time.process_time
+    every = max(1, round(1 / args.anti)) if args.anti else 0
+    t0 = clock()
+    wire = [dumps(api_pod(i, every > 0 and i % every == 0)) for i in range(args.pods)]
+    nodes = [dumps(api_node(i)) for i in range(args.nodes)]
+    phases[3] += clock() - t0
+    t0 = clock()
+    for data in nodes:
+        sched.nodes._set(loads(data))
+    sched.cache.update_snapshot(sched.snapshot)
+    setup = clock() - t0
+    sched.recorder.start()
+    later: dict[int, list[tuple[str, bytes]]] = collections.defaultdict(list)
+    pending: dict[str, tuple[int, bytes]] = {}
+    delivered = 0
+
+    def deliver(upto: int) -> None:
+        nonlocal delivered
+        while delivered < min(upto, args.pods):
+            pod = loads(wire[delivered])
+            pending[pod["metadata"]["uid"]] = (delivered, wire[delivered])
+            sched.pods._set(pod)
+            delivered += 1
+    deliver(args.lead)
+    heartbeat, cycle = 0, 0
+    while delivered < args.pods or len(sched.queue):
+        t0 = clock()
+        deliver(cycle + args.lead)
+        for kind, data in later.pop(cycle, ()):
+            (sched.nodes if kind == "node" else sched.pods)._set(loads(data))
+        if args.heartbeat_every and cycle % args.heartbeat_every == 0:
+            t1 = clock()
+            stamp = f"2026-01-01T{cycle // 3600 % 24:02}:{cycle // 60 % 60:02}:{cycle % 60:02}Z"
+            data = dumps(api_node(heartbeat % args.nodes, heartbeat=stamp))
+            heartbeat += 1
+            t2 = clock()
+            phases[3] += t2 - t1
+            t0 += t2 - t1
+            sched.nodes._set(loads(data))
+        t1 = clock()
+        phases[0] += t1 - t0
+        qp = await sched.queue.pop()
+        await sched._schedule_one(qp)
+        t2 = clock()
+        phases[1] += t2 - t1
+        await asyncio.sleep(0)  # as Scheduler._schedule_loop: binding tasks, events
+        phases[2] += clock() - t2
+        uid = qp.pod["metadata"]["uid"]
+        node = sched.cache.node_of(qp.pod)
+        if node is not None and uid in pending:
+            t0 = clock()
+            i, data = pending.pop(uid)
+            bound, running = api_pods(loads(data), node, i)
+            later[cycle + args.bound_lag].append(("pod", dumps(bound)))
+            later[cycle + args.running_lag].append(("pod", dumps(running)))
+            phases[3] += clock() - t0
+        cycle += 1
+    t0 = clock()
+    for c in sorted(later):
+        for kind, data in later.pop(c):
+            (sched.nodes if kind == "node" else sched.pods)._set(loads(data))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    phases[0] += clock() - t0
+    await sched.recorder.stop(drain=1.0)
+    phases[3] += client.server_cpu
+    phases.append(setup)
+    return sched.stats["scheduled"]
+
+
+def count_calls(sched: Scheduler) -> collections.Counter:
+    """Wrap the default profile's Filter and Score methods to count their calls."""
+    fw = sched.frameworks["default-scheduler"]
+    calls: collections.Counter = collections.Counter()
+
+    def counted(key, fn):
+        def call(state, pod, node):
+            calls[key] += 1
+            return fn(state, pod, node)
+        return call
+    fw.filter = [(name, counted(("Filter", name), fn)) for name, fn in fw.filter]
+    fw.score = [(name, counted(("Score", name), fn), norm, w)
+                for name, fn, norm, w in fw.score]
+    return calls
+
+
+def print_counts(calls: collections.Counter | None, pods: int) -> None:
+    """Calls per pod of the busiest Filter and Score plugin: the nodes filtered and scored
+    (results not reused)."""
+    if calls is not None:
+        most = {kind: max((n for (k, _), n in calls.items() if k == kind), default=0)
+                for kind in ("Filter", "Score")}
+        print(f"nodes filtered per pod {most['Filter'] / pods:.2f}, scored per pod "
+              f"{most['Score'] / pods:.2f} (busiest plugin's calls)")
+
+
 def make_pods(args) -> list[dict]:
     every = max(1, round(1 / args.anti)) if args.anti else 0
     return [bench_pod(i, every > 0 and i % every == 0) for i in range(args.pods)]
@@ -249,12 +559,25 @@ def main(argv=None) -> None:
                    help="with --host: cycles between a pod's bind and its MODIFIED bound")
     p.add_argument("--running-lag", type=int, default=200, metavar="CYCLES",
                    help="with --host: cycles between a pod's bind and its Running report")
+    p.add_argument("--churn", action="store_true",
+                   help="the scheduler process's whole per-pod work: Scheduler._schedule_one, "
+                   "binding tasks, Events, watch events decoded from JSON through the "
+                   "informers, node heartbeats (see the module docstring)")
+    p.add_argument("--lead", type=int, default=100, metavar="PODS",
+                   help="with --churn: pods created (ADDED delivered) ahead of the scheduler")
+    p.add_argument("--heartbeat-every", type=int, default=60, metavar="CYCLES",
+                   help="with --churn: one node status heartbeat per this many cycles")
+    p.add_argument("--count", action="store_true",
+                   help="count Filter and Score plugin calls (signature reuse misses)")
     p.add_argument("--profile", action="store_true", help="run under cProfile")
     p.add_argument("--top", type=int, default=25, help="rows of the profile to print")
     args = p.parse_args(argv)
 
+    if args.churn:
+        return main_churn(args)
     t0 = time.process_time()
     sched = build(args)
+    calls = count_calls(sched) if args.count else None
     pods = make_pods(args)
     if args.host:  # the API server fills no priority without the Priority admission plugin
         for pod in pods:
@@ -311,6 +634,7 @@ def main(argv=None) -> None:
               f"{phases[1] * per:.3f}, snapshot {phases[2] * per:.3f}, schedule "
               f"{phases[3] * per:.3f}, assume+reserve {phases[4] * per:.3f}, handlers "
               f"{phases[5] * per:.3f})")
+        print_counts(calls, args.pods)
         return
 
     phases = [0.0, 0.0, 0.0, 0.0]
@@ -325,6 +649,58 @@ def main(argv=None) -> None:
     if placed:
         print(f"throughput bound of the scheduling loop alone: {placed / total:.0f} pods/s "
               f"of CPU")
+    print_counts(calls, args.pods)
+
+
+def main_churn(args) -> None:
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+
+    async def run():
+        sched = build(args, EchoClient())
+        calls = count_calls(sched) if args.count else None
+        fw = sched.frameworks["default-scheduler"]
+        want = fw.num_feasible_nodes_to_find(args.nodes, args.percentage_of_nodes_to_score)
+        print(f"churn: {args.nodes} API-shaped nodes, {args.pods} pods"
+              + (f" ({100 * args.anti:.0f}% with required anti-affinity)" if args.anti else "")
+              + f", {want} feasible nodes to find per pod; signature reuse "
+              + ("off (--no-reuse)" if args.no_reuse else "on")
+              + f"; informer transform {'on' if getattr(sched.pods, 'transform', None) else 'off'}")
+        phases = [0.0] * 4
+        prof = cProfile.Profile() if args.profile else None
+        c0 = time.process_time()
+        if prof:
+            prof.enable()
+        placed = await schedule_all_churn(sched, args, phases)
+        if prof:
+            prof.disable()
+        total = time.process_time() - c0 - phases[3] - phases[4]
+        per = 1000 / args.pods
+        print(f"placed {placed}/{args.pods}; requests {dict(sched.client.requests)}")
+        print(f"CPU per pod: {total * per:.3f} ms  (watch events {phases[0] * per:.3f}, "
+              f"_schedule_one {phases[1] * per:.3f}, binding tasks and events "
+              f"{phases[2] * per:.3f}; left out: node sync {phases[4]:.1f} s, API server's "
+              f"encoding {phases[3] * per:.3f} ms/pod)"
+              + (" (under cProfile)" if prof else ""))
+        print_counts(calls, args.pods)
+        return prof
+    prof = asyncio.run(run())
+    if prof:
+        _print_profile(prof, args)
+
+
+def _print_profile(prof, args) -> None:
+    for key in ("tottime", "cumulative"):
+        out = io.StringIO()
+        stats = pstats.Stats(prof, stream=out)
+        stats.sort_stats(key)
+        print(f"\ntop {args.top} by {key} (ms per pod: own / cumulative, calls per pod)")
+        width = max(len(_name(f)) for f in stats.fcn_list[:args.top])
+        for func in stats.fcn_list[:args.top]:
+            cc, nc, tt, ct, _ = stats.stats[func]
+            print(f"  {_name(func):<{width}}  {1000 * tt / args.pods:8.3f} "
+                  f"{1000 * ct / args.pods:8.3f}  {nc / args.pods:8.1f}")
 
 
 def _name(func: tuple) -> str:
