@@ -48,6 +48,13 @@ def test_a_lone_member_writes_without_pysyncobj(tmp_path, run, monkeypatch):
                 assert st["is_leader"] and st["leader"] == st["self"]
                 assert st["commit_index"] == st["last_applied"] == s.member.journal[-1][1]
                 assert (await s.get("/k/7")).value == b"v"
+
+                async def write_then_read(i: int):  # a read after an ack sees the write
+                    kv = await s.create(f"/r/{i}", b"%d" % i)
+                    assert (await s.get(f"/r/{i}")).mod_revision == kv.mod_revision
+                    assert await s.current_revision() >= kv.mod_revision
+                    assert (await s.list("/r/")).revision >= kv.mod_revision
+                await asyncio.gather(*(write_then_read(i) for i in range(50)))
             finally:
                 await s.close()
     run(main())
