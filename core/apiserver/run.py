@@ -10,6 +10,11 @@ Settings (``components.apiserver`` in the config file)::
         compactionInterval: 300 # seconds between store compactions (0: never)
         compactionRetain: 10000 # revisions kept for watch resumption
         watchCacheSize: 50000   # events per resource kept in memory for watch resumption
+
+Plain requests are served by the API server's own HTTP/1.1 front
+(:mod:`pilothouse.apiserver._http`), which hands watches, streams and upgrades to aiohttp.
+``PILOTHOUSE_APISERVER_HTTP=aiohttp`` in the environment serves every request with aiohttp
+instead (an escape hatch, and the baseline of ``bench/apiserver_http.py``).
 """
 
 from __future__ import annotations
@@ -30,9 +35,12 @@ from pilothouse._options import build_options
 from pilothouse.config import Config, ConfigError
 from pilothouse.plugins import LoadedPlugins, load_plugins
 
+from pilothouse.apiserver._http import HTTPServer
 from pilothouse.apiserver.server import APIRunner, APIServer
 
 log = logging.getLogger("pilothouse.apiserver")
+
+HTTP_ENV = "PILOTHOUSE_APISERVER_HTTP"  # "aiohttp": no fast path (see the module docstring)
 
 
 @dataclasses.dataclass
@@ -92,6 +100,7 @@ class RunningAPIServer:
         self.compaction_interval, self.compaction_retain = compaction_interval, compaction_retain
         self.server: APIServer | None = None
         self._runner: web.BaseRunner | None = None
+        self._http: HTTPServer | None = None
         self._compactor: asyncio.Task | None = None
 
     @property
@@ -101,12 +110,17 @@ class RunningAPIServer:
     async def start(self) -> None:
         await self.store.open()
         self.server = APIServer(self.store, self.plugins, watch_window=self.watch_cache_size)
-        self._runner = APIRunner(self.server, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.address, self.port, reuse_address=True)
-        await site.start()
-        if self.port == 0:
-            self.port = site._server.sockets[0].getsockname()[1]
+        if os.environ.get(HTTP_ENV, "").strip().lower() == "aiohttp":
+            self._runner = APIRunner(self.server, access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self.address, self.port, reuse_address=True)
+            await site.start()
+            if self.port == 0:
+                self.port = site._server.sockets[0].getsockname()[1]
+        else:
+            self._http = HTTPServer(self.server, self.address, self.port, access_log=None)
+            await self._http.start()
+            self.port = self._http.port
         self.server.host = f"{self.address}:{self.port}"
         await self.server.start()
         if self.compaction_interval > 0:
@@ -134,6 +148,8 @@ class RunningAPIServer:
                 await self._compactor
         if self.server:
             await self.server.stop()
+        if self._http:
+            await self._http.stop()
         if self._runner:
             await self._runner.cleanup()
         await self.store.close()

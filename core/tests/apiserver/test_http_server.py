@@ -1,0 +1,484 @@
+"""The API server's own HTTP/1.1 front (``pilothouse.apiserver._http``) as a client on a raw
+socket sees it: keep-alive, pipelining, request bodies, the hand-off of watches and upgrades
+to aiohttp on the same connection, bad input and clients that go away; on asyncio's loop and
+on uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+
+import pytest
+from aiohttp.http_parser import HttpRequestParser
+from yarl import URL
+
+from pilothouse.apiserver import _http
+from pilothouse.apiserver import request as rq
+from pilothouse.testing.cluster import APIServerThread
+
+CM = "/api/v1/namespaces/default/configmaps"
+
+
+def _start(workdir, loop_kind: str) -> APIServerThread:
+    server = APIServerThread(workdir=str(workdir))
+    if loop_kind == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        server.loop.close()
+        server.loop = uvloop.new_event_loop()
+        server._thread = threading.Thread(target=server.loop.run_forever, daemon=True,
+                                          name="pilothouse-apiserver-uvloop")
+    return server.start()
+
+
+@pytest.fixture(scope="module", params=["asyncio", "uvloop"])
+def api(request, tmp_path_factory):
+    server = _start(tmp_path_factory.mktemp("http"), request.param)
+    assert server.running._http is not None, "the fast path is not in use"
+    yield server
+    server.stop()
+
+
+class Raw:
+    """One client connection speaking HTTP/1.1 by hand."""
+
+    def __init__(self, server, timeout: float = 10):
+        host, port = server.url.removeprefix("http://").split(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.file = self.sock.makefile("rb")
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict | None = None, version: str = "1.1") -> None:
+        lines = [f"{method} {path} HTTP/{version}", "Host: localhost"]
+        for k, v in (headers or {}).items():
+            lines.append(f"{k}: {v}")
+        if body is not None:
+            lines.append(f"Content-Length: {len(body)}")
+        self.send(("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b""))
+
+    def response(self, head_only: bool = False, stream: bool = False):
+        """(status, lower-cased headers, body); a chunked body is left unread if ``stream``."""
+        line = self.file.readline()
+        assert line, "connection closed before a response"
+        version, status, *_ = line.decode().split(" ", 2)
+        headers = {}
+        while True:
+            raw = self.file.readline()
+            if raw in (b"\r\n", b""):
+                break
+            name, _, value = raw.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        status = int(status)
+        body = b""
+        if head_only or status in (204, 304) or 100 <= status < 200:
+            pass
+        elif "content-length" in headers:
+            body = self.file.read(int(headers["content-length"]))
+        elif headers.get("transfer-encoding") == "chunked" and not stream:
+            while True:
+                size = int(self.file.readline().split(b";")[0], 16)
+                chunk = self.file.read(size + 2)[:-2]
+                if size == 0:
+                    break
+                body += chunk
+        elif not stream:
+            body = self.file.read()
+        headers[":version"] = version
+        return status, headers, body
+
+    def chunk(self) -> bytes:
+        size = int(self.file.readline().split(b";")[0], 16)
+        return self.file.read(size + 2)[:-2]
+
+    def closed(self) -> bool:
+        try:
+            return self.file.read(1) == b""
+        except ConnectionResetError:
+            return True
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def _cm(name: str, **data) -> bytes:
+    return json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+                       "data": data or {"a": "b"}}).encode()
+
+
+def _wait(predicate, what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _served_by_aiohttp(api) -> int:
+    return api.running._http.aiohttp_server.requests_count
+
+
+# ------------------------------------------------------------------ plain requests
+
+
+def test_keep_alive_serves_several_requests_on_one_connection(api):
+    c = Raw(api)
+    before = _served_by_aiohttp(api)
+    c.request("GET", "/version")
+    status, headers, body = c.response()
+    assert status == 200 and json.loads(body)["major"]
+    assert headers["content-type"] == "application/json"
+    assert "date" in headers and "server" in headers and "connection" not in headers
+    c.request("POST", CM, _cm("ka-1"), {"Content-Type": "application/json"})
+    status, _, body = c.response()
+    assert status == 201, body
+    c.request("GET", CM + "/ka-1")
+    status, _, body = c.response()
+    assert status == 200 and json.loads(body)["data"] == {"a": "b"}
+    c.request("GET", CM + "/missing")
+    status, _, body = c.response()
+    assert status == 404 and json.loads(body)["kind"] == "Status"
+    assert _served_by_aiohttp(api) == before
+    c.close()
+
+
+def test_pipelined_requests_are_answered_in_order(api):
+    c = Raw(api)
+    names = [f"pipe-{i}" for i in range(5)]
+    data = b"".join(
+        f"POST {CM} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(_cm(n))}\r\n\r\n".encode()
+        + _cm(n) for n in names)
+    data += b"".join(f"GET {CM}/{n} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for n in names)
+    c.send(data)
+    for n in names:
+        status, _, body = c.response()
+        assert status == 201 and json.loads(body)["metadata"]["name"] == n
+    for n in names:
+        status, _, body = c.response()
+        assert status == 200 and json.loads(body)["metadata"]["name"] == n
+    c.close()
+
+
+def test_many_pipelined_requests_to_a_client_that_reads_late(api):
+    c = Raw(api, timeout=30)
+    c.request("POST", CM, _cm("late", big="x" * 100_000))
+    assert c.response()[0] == 201
+    n = 200  # ~20 MB of answers: the server stops reading while the client does not read
+    c.send(f"GET {CM}/late HTTP/1.1\r\nHost: x\r\n\r\n".encode() * n)
+    time.sleep(0.5)
+    for _ in range(n):
+        status, _, body = c.response()
+        assert status == 200 and len(body) > 100_000
+    c.close()
+
+
+def test_chunked_request_body(api):
+    c = Raw(api)
+    body = _cm("chunky", v="y" * 3000)
+    pieces = [body[:10], body[10:1000], body[1000:]]
+    wire = b"".join(f"{len(p):x};ext=1\r\n".encode() + p + b"\r\n" for p in pieces)
+    wire += b"0\r\nX-Trailer: t\r\n\r\n"
+    c.send(f"POST {CM} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+           f"Content-Type: application/json\r\n\r\n".encode())
+    for i in range(0, len(wire), 7):  # the size lines arrive split too
+        c.send(wire[i:i + 7])
+    status, _, answer = c.response()
+    assert status == 201, answer
+    assert json.loads(answer)["data"]["v"] == "y" * 3000
+    c.request("GET", CM + "/chunky")  # the connection is still in step
+    assert c.response()[0] == 200
+    c.close()
+
+
+def test_expect_100_continue_then_keep_alive(api):
+    c = Raw(api)
+    body = _cm("expecting")
+    c.send(f"POST {CM} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+           f"Expect: 100-continue\r\n\r\n".encode())
+    status, _, _ = c.response()
+    assert status == 100
+    c.send(body)
+    status, _, answer = c.response()
+    assert status == 201, answer
+    c.request("GET", CM + "/expecting")
+    assert c.response()[0] == 200
+    c.close()
+
+
+def test_unknown_expectation_is_417_and_the_connection_closes(api):
+    c = Raw(api)
+    c.send(f"POST {CM} HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
+           f"Expect: something\r\n\r\n".encode())
+    status, headers, body = c.response()
+    assert status == 417 and b"Unknown Expect: something" in body
+    assert headers.get("connection") == "close"
+    assert c.closed()
+
+
+def test_oversized_body_is_413_and_the_connection_stays_usable(api):
+    c = Raw(api, timeout=30)
+    body = b'{"metadata":{"name":"big"},"data":{"a":"' + b"x" * rq.MAX_BODY + b'"}}'
+    c.request("POST", CM, body, {"Content-Type": "application/json"})
+    status, _, answer = c.response()
+    assert status == 413
+    assert json.loads(answer)["reason"] == "RequestEntityTooLarge"
+    c.request("GET", "/version")
+    assert c.response()[0] == 200
+    c.close()
+
+
+def test_oversized_chunked_body_is_413(api):
+    c = Raw(api, timeout=30)
+    c.send(f"POST {CM} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+    piece = b"x" * 65536
+    sent = 0
+    while sent <= rq.MAX_BODY:
+        c.send(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+        sent += len(piece)
+    c.send(b"0\r\n\r\n")
+    status, _, answer = c.response()
+    assert status == 413 and json.loads(answer)["reason"] == "RequestEntityTooLarge"
+    c.request("GET", "/version")
+    assert c.response()[0] == 200
+    c.close()
+
+
+def test_a_body_the_handler_does_not_read_is_skipped(api):
+    c = Raw(api)
+    c.request("GET", "/version", b"ignored body")
+    assert c.response()[0] == 200
+    c.request("GET", "/version")
+    assert c.response()[0] == 200
+    c.close()
+
+
+@pytest.mark.parametrize("garbage", [
+    b"GARBAGE\r\n\r\n",
+    b"GET /version HTTP/1.1\r\nBad Header: x\r\n\r\n",
+    b"GET /version HTTP/1.1\r\nNo-Colon\r\n\r\n",
+    b"GET /version HTTP/1.1\r\nContent-Length: 1x\r\n\r\n",
+    b"GET /version HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
+    b"GET /version HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+    b"GET /ver sion HTTP/1.1\r\n\r\n",
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+])
+def test_malformed_requests_are_400_and_close(api, garbage):
+    c = Raw(api)
+    c.send(garbage)
+    status, headers, _ = c.response()
+    assert status == 400
+    assert headers.get("connection") == "close"
+    assert c.closed()
+
+
+def test_malformed_chunk_size_closes(api):
+    c = Raw(api)
+    c.send(f"POST {CM} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+           f"zz\r\n".encode())
+    assert c.closed()
+
+
+def test_header_limits(api):
+    c = Raw(api)
+    c.send(b"GET /version HTTP/1.1\r\nX-Long: " + b"v" * 9000 + b"\r\n\r\n")
+    assert c.response()[0] == 431
+    assert c.closed()
+    c = Raw(api)
+    c.send(b"GET /version HTTP/1.1\r\n" + b"".join(f"X-{i}: v\r\n".encode()
+                                                    for i in range(200)) + b"\r\n")
+    assert c.response()[0] == 431
+    assert c.closed()
+    c = Raw(api)
+    c.send(b"GET /" + b"a" * 9000)  # no end of line in sight
+    assert c.response()[0] == 400
+    assert c.closed()
+
+
+def test_http_10(api):
+    c = Raw(api)
+    c.request("GET", "/version", version="1.0")
+    status, headers, _ = c.response()
+    assert status == 200 and headers[":version"] == "HTTP/1.0"
+    assert c.closed()
+    c = Raw(api)
+    c.request("GET", "/version", headers={"Connection": "keep-alive"}, version="1.0")
+    status, headers, _ = c.response()
+    assert status == 200 and headers["connection"] == "keep-alive"
+    c.request("GET", "/version", version="1.0")
+    assert c.response()[0] == 200
+    assert c.closed()
+
+
+def test_connection_close(api):
+    c = Raw(api)
+    c.request("GET", "/version", headers={"Connection": "close"})
+    status, headers, _ = c.response()
+    assert status == 200 and headers["connection"] == "close"
+    assert c.closed()
+
+
+def test_head_has_the_length_but_no_body(api):
+    c = Raw(api)
+    c.request("POST", CM, _cm("headed"))
+    assert c.response()[0] == 201
+    c.request("HEAD", CM + "/headed")
+    status, headers, body = c.response(head_only=True)
+    assert status == 200 and int(headers["content-length"]) > 0 and body == b""
+    c.request("GET", CM + "/headed")  # nothing of a body was sent: the next answer parses
+    status, headers, body = c.response()
+    assert status == 200 and len(body) == int(headers["content-length"])
+    c.close()
+
+
+def test_query_repeated_keys_and_decoding(api):
+    c = Raw(api)
+    c.request("POST", CM + "?dryRun=All&dryRun=All&fieldManager=a%20b+c", _cm("dry"))
+    status, _, body = c.response()
+    assert status == 201, body
+    assert json.loads(body)["metadata"]["managedFields"][0]["manager"] == "a b c"
+    c.request("GET", CM + "/dry")
+    assert c.response()[0] == 404  # dry run: nothing stored
+    c.request("POST", CM + "?dryRun=All&dryRun=Some", _cm("dry"))
+    assert c.response()[0] == 400
+    c.close()
+
+
+# ------------------------------------------------------------------ hand-off to aiohttp
+
+
+def test_a_watch_after_plain_requests_goes_to_aiohttp_on_the_same_connection(api):
+    c = Raw(api, timeout=20)
+    c.request("POST", CM, _cm("watched"))
+    status, _, body = c.response()
+    assert status == 201
+    rv = json.loads(body)["metadata"]["resourceVersion"]
+    before = _served_by_aiohttp(api)
+    # the watch follows a plain request in the same packet: both must be answered
+    c.send(f"GET {CM}/watched HTTP/1.1\r\nHost: x\r\n\r\n"
+           f"GET {CM}?watch=1&resourceVersion={rv}&fieldSelector=metadata.name%3Dwatched "
+           f"HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert c.response()[0] == 200
+    status, headers, _ = c.response(stream=True)
+    assert status == 200 and headers["transfer-encoding"] == "chunked"
+    assert _served_by_aiohttp(api) == before + 1
+    other = Raw(api)
+    other.request("PUT", CM + "/watched", _cm("watched", a="c"))
+    assert other.response()[0] == 200
+    other.close()
+    event = json.loads(c.chunk())
+    assert event["type"] == "MODIFIED" and event["object"]["data"] == {"a": "c"}
+    c.close()
+
+
+@pytest.mark.parametrize("path", [CM + "/x/../watch/x", "/api/v1/watch/namespaces/default/"
+                                  "configmaps", CM + "?watch=true", CM + "?wat%63h=1",
+                                  "/api/v1/namespaces/default/pods/nope/log",
+                                  "/api/v1/namespaces/default/pods/nope/exec",
+                                  "/api/v1/namespaces/default/services/nope/proxy/x"])
+def test_streaming_paths_go_to_aiohttp(api, path):
+    before = _served_by_aiohttp(api)
+    c = Raw(api)
+    c.request("GET", CM)
+    assert c.response()[0] == 200
+    c.request("GET", path + ("&" if "?" in path else "?") + "timeoutSeconds=1")
+    status, _, _ = c.response(stream=True)
+    assert status in (200, 400, 404, 503)
+    assert _served_by_aiohttp(api) == before + 1
+    c.close()
+
+
+def test_an_upgrade_request_goes_to_aiohttp(api):
+    before = _served_by_aiohttp(api)
+    c = Raw(api)
+    c.request("GET", "/version")
+    assert c.response()[0] == 200
+    c.request("GET", "/api/v1/namespaces/default/pods/nope/exec?command=ls", headers={
+        "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Protocol": "v4.channel.k8s.io"})
+    status, _, body = c.response()
+    assert status == 404 and json.loads(body)["reason"] == "NotFound"
+    assert _served_by_aiohttp(api) == before + 1
+    c.close()
+
+
+# ------------------------------------------------------------------ clients that go away
+
+
+def test_a_client_leaving_mid_request_leaves_nothing_behind(api):
+    http = api.running._http
+    for head_only in (True, False):
+        c = Raw(api)
+        c.send(f"POST {CM} HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n".encode()
+               + (b"" if head_only else b'{"metadata":'))
+        _wait(lambda: any(conn._req is not None for conn in http.connections),
+              "the request to start")
+        c.close()
+    c = Raw(api)
+    c.send(b"GET /version HTTP/1.1\r\nHost: x\r\n")  # half a head
+    c.close()
+    c = Raw(api)
+    c.request("GET", CM + "?limit=500")  # and leave before the answer
+    c.close()
+    _wait(lambda: not http.connections, "every connection to be closed")
+    c = Raw(api)
+    c.request("GET", "/version")
+    assert c.response()[0] == 200
+    c.close()
+
+
+def test_idle_connections_close_after_the_keepalive_timeout(api):
+    http = api.running._http
+    old = http.keepalive_timeout
+    http.keepalive_timeout = 0.2
+    try:
+        c = Raw(api)
+        c.request("GET", "/version")
+        assert c.response()[0] == 200
+        assert c.closed()
+    finally:
+        http.keepalive_timeout = old
+
+
+def test_stop_closes_connections_and_lets_a_request_finish(tmp_path):
+    server = _start(tmp_path, "asyncio")
+    c = Raw(server)
+    c.request("GET", "/version")
+    assert c.response()[0] == 200
+    idle = Raw(server)
+    server.stop()
+    assert c.closed() and idle.closed()
+
+
+# ------------------------------------------------------------------ parsing as aiohttp does
+
+
+def _aiohttp_url(target: str) -> URL:
+    loop = asyncio.new_event_loop()
+    try:
+        parser = HttpRequestParser(object(), loop, 2 ** 16, max_line_size=8190,
+                                   max_field_size=8190)
+        messages, _, _ = parser.feed_data(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        return messages[0][0].url
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("target", [
+    "/api/v1/pods", "/a%2Fb/c%20d+e", "/a%zz%C3%A9", "/a%FF", "/x?a=1&a=2&b=%2B+c&&d&e=",
+    "/x?%zz=1;q=2", "/x?a=%FF", "/x?labelSelector=app%3Dweb%2Ctier+in+(a,b)", "/x?=v&k",
+    "//double//slash/", "/x?a=b=c", "/x?a+b=c+d%20e"])
+def test_path_and_query_are_parsed_as_aiohttp_does(target):
+    url = _aiohttp_url(target)
+    conn = _http._Connection.__new__(_http._Connection)
+    conn._chunk_left, conn._body_left = -3, 0
+    head = f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    req = conn._parse(head, len(head) - 4)
+    assert req.path == url.path
+    assert req.raw_path == target
+    assert list(req.query.items()) == list(url.query.items())
