@@ -27,12 +27,36 @@ def encode(obj: dict) -> bytes:
     return _json.dumps(obj)
 
 
+#: Objects this API server wrote and decoded, kept for the watch cache (see
+#: :meth:`ResourceStorage.written`); a cache further behind than this decodes for itself.
+HANDOVER_LIMIT = 1024
+
+
 class ResourceStorage:
-    """CRUD of one kind's objects on the store driver, raising :mod:`pilothouse.model.errors`."""
+    """CRUD of one kind's objects on the store driver, raising :mod:`pilothouse.model.errors`.
+
+    The objects it returns from writes are shared with the kind's watch cache (which
+    otherwise decodes the same value again from its watch event): callers must not change
+    them."""
 
     def __init__(self, store: st.Store, kind: Kind):
         self.store, self.kind = store, kind
         self.root = f"/registry/{kind.group or 'core'}/{kind.plural}/"
+        self._written: dict[tuple[str, int], dict] = {}
+
+    def _decode_written(self, kv: st.KeyValue) -> dict:
+        obj = decode(kv)
+        written = self._written
+        if len(written) >= HANDOVER_LIMIT:
+            del written[next(iter(written))]
+        written[(kv.key, kv.mod_revision)] = obj
+        return obj
+
+    def written(self, kv: st.KeyValue) -> dict | None:
+        """The object this storage decoded from ``kv`` when it wrote it (once: the entry is
+        dropped), or None. A key's value at a revision never changes, so it is what
+        :func:`decode` would give for ``kv``."""
+        return self._written.pop((kv.key, kv.mod_revision), None) if self._written else None
 
     def key(self, namespace: str, name: str) -> str:
         return f"{self.root}{namespace}/{name}" if self.kind.namespaced else f"{self.root}{name}"
@@ -59,7 +83,7 @@ class ResourceStorage:
         except st.KeyExists:
             raise errors.AlreadyExists(self.kind.plural, obj["metadata"]["name"],
                                        group=self.kind.group) from None
-        return decode(kv)
+        return self._decode_written(kv)
 
     async def update(self, obj: dict, expected_revision: int) -> dict:
         """Compare-and-swap on ``expected_revision`` (0: unconditional)."""
@@ -71,7 +95,7 @@ class ResourceStorage:
             raise self._not_found(name) from None
         except st.RevisionConflict:
             raise errors.Conflict(self.kind.plural, name, group=self.kind.group) from None
-        return decode(kv)
+        return self._decode_written(kv)
 
     async def delete(self, namespace: str, name: str, expected_revision: int = 0) -> dict:
         try:

@@ -120,6 +120,11 @@ class WatchCache:
         self._waiters: list[tuple[int, int, asyncio.Future]] = []  # (revision, seq, future)
         self._seq = 0
 
+    @property
+    def ready(self) -> bool:
+        """Whether the cache has loaded its resource (its objects are then served)."""
+        return self._ready.is_set()
+
     async def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"watchcache {self.prefix}")
@@ -175,7 +180,9 @@ class WatchCache:
             self._advance(ev.revision)
             return
         if ev.type is st.EventType.PUT:
-            obj = decode(ev.kv)
+            obj = self.storage.written(ev.kv)  # this server's own write: decoded already
+            if obj is None:
+                obj = decode(ev.kv)
             prev = self.objects.get(ev.kv.key)
             self.objects[ev.kv.key] = obj
             event = Event("MODIFIED" if prev is not None else "ADDED", obj, prev, ev.revision)
