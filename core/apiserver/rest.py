@@ -348,9 +348,26 @@ async def patch(ctx: "Context") -> web.Response:
 async def _guaranteed_update(ctx: "Context", build, subresource: str) -> dict:
     """Read the object, ``build(current) -> (new, precondition)``, and write ``new`` with
     compare-and-swap on the revision read. A lost race is retried from a fresh read, unless
-    the request named a resourceVersion (``precondition``): then it is the client's 409."""
+    the request named a resourceVersion (``precondition``): then it is the client's 409.
+
+    As kube-apiserver's GuaranteedUpdate, the first attempt starts from the watch cache's
+    copy of the object (see :func:`_cached`), which may be behind the store: only a write
+    that the store accepts (its compare-and-swap proves the copy was current) ends there;
+    anything else (a failed precondition, an error, a conflict, a write that changes
+    nothing) is decided again from the store."""
     kind, info = ctx.kind, ctx.info
     dry = dry_run(ctx)
+    current = None if dry else _cached(ctx)
+    if current is not None:
+        try:
+            new, precondition = build(current)
+            if not precondition or precondition == current["metadata"]["resourceVersion"]:
+                stored = await ctx.server.update_object(ctx, kind, new, current,
+                                                        subresource=subresource)
+                if stored is not current:  # written: the copy was the current object
+                    return stored
+        except errors.StatusError:
+            pass
     for _ in range(CAS_RETRIES):
         current = await ctx.storage.get(info.namespace, info.name)
         new, precondition = build(current)
@@ -363,6 +380,20 @@ async def _guaranteed_update(ctx: "Context", build, subresource: str) -> dict:
             if precondition:
                 raise
     raise errors.Conflict(kind.plural, info.name, group=kind.group)
+
+
+def _cached(ctx: "Context") -> dict | None:
+    """The watch cache's object named by the request, or None (no cache yet, not in it, or
+    admission plugins configured: they get the old object and must not be able to change
+    the cache's). The object is shared with the cache and with every list and watch event
+    that holds it: it is only read (the update functions build a new object)."""
+    server = ctx.server
+    if server.plugins is not None and server.plugins.pipelines["admission"]:
+        return None
+    cache = server._caches.get((ctx.kind.group, ctx.kind.plural))
+    if cache is None or not cache.ready:
+        return None
+    return cache.objects.get(ctx.storage.key(ctx.info.namespace, ctx.info.name))
 
 
 def _patch_precondition(content_type: str, body) -> str | None:
@@ -428,29 +459,47 @@ async def bind(ctx: "Context", body) -> web.Response:
         raise errors.Invalid("Binding", info.name, [errors.FieldError.required(
             "target.name")])
     node = body["target"]["name"]
-    for _ in range(CAS_RETRIES):
-        current = await ctx.storage.get(info.namespace, info.name)
-        if current["metadata"].get("deletionTimestamp"):
-            raise errors.Conflict("pods/binding", info.name,
-                                  why="pod is being deleted, cannot be assigned to a host")
-        assigned = (current.get("spec") or {}).get("nodeName")
-        if assigned:
-            raise errors.Conflict("pods/binding", info.name,
-                                  why=f"pod {info.name} is already assigned to node {assigned!r}")
-        new = _json.copy(current)
-        new["spec"]["nodeName"] = node
-        conds = [c for c in new.setdefault("status", {}).get("conditions", [])
-                 if c.get("type") != "PodScheduled"]
-        conds.append({"type": "PodScheduled", "status": "True",
-                      "lastTransitionTime": ctx.server.now()})
-        new["status"]["conditions"] = conds
+    cached = None if "dryRun" in ctx.query else _cached(ctx)
+    for _ in range(CAS_RETRIES + (cached is not None)):
+        # the first attempt from the watch cache's copy, as in _guaranteed_update: only a
+        # write the store accepts ends there; anything else is decided from the store
+        if cached is not None:
+            current, from_cache, cached = cached, True, None
+        else:
+            current, from_cache = await ctx.storage.get(info.namespace, info.name), False
         try:
-            await ctx.server.update_object(ctx, ctx.kind, new, current, dry_run=dry_run(ctx),
-                                           subresource="binding")
-            return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
-                                  "status": "Success", "code": 201}, status=201)
+            if current["metadata"].get("deletionTimestamp"):
+                raise errors.Conflict("pods/binding", info.name,
+                                      why="pod is being deleted, cannot be assigned to a host")
+            assigned = (current.get("spec") or {}).get("nodeName")
+            if assigned:
+                raise errors.Conflict("pods/binding", info.name,
+                                      why=f"pod {info.name} is already assigned to node "
+                                          f"{assigned!r}")
+            new = _json.copy(current)
+            new["spec"]["nodeName"] = node
+            conds = [c for c in new.setdefault("status", {}).get("conditions", [])
+                     if c.get("type") != "PodScheduled"]
+            conds.append({"type": "PodScheduled", "status": "True",
+                          "lastTransitionTime": ctx.server.now()})
+            new["status"]["conditions"] = conds
+        except errors.StatusError:
+            if from_cache:
+                continue
+            raise
+        try:
+            stored = await ctx.server.update_object(ctx, ctx.kind, new, current,
+                                                    dry_run=dry_run(ctx), subresource="binding")
         except errors.Conflict:
             continue
+        except errors.StatusError:
+            if from_cache:
+                continue
+            raise
+        if from_cache and stored is current:
+            continue  # nothing written: decide from the store
+        return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                              "status": "Success", "code": 201}, status=201)
     raise errors.Conflict("pods/binding", info.name)
 
 

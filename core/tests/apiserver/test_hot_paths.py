@@ -301,3 +301,232 @@ def test_schema_walk_gives_the_general_walks_answer():
     for _ in range(2):
         assert schemas.check("", "v1", "Pod", bad, ignore=())[0] == [
             ("spec.containers[0].bogus", ("spec", "containers", 0, "bogus"))]
+
+
+# ----------------------------------------------------------------------------- write path
+# An APIServer on the memory store, driven through APIServer.handle with in-memory requests.
+
+
+def _run(coro):
+    import asyncio
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+class _API:
+    """An API server on a memory store for one test: ``await call(method, path, body)``
+    returns (status, decoded body)."""
+
+    async def __aenter__(self):
+        from pilothouse.apiserver.server import APIServer
+        from pilothouse.testing.memory_store import MemoryStore
+        self.store = MemoryStore()
+        await self.store.open()
+        self.api = APIServer(self.store)
+        await self.api.start()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.api.stop()
+        await self.store.close()
+
+    async def call(self, method: str, path: str, body=None,
+                   content_type: str = "application/json") -> tuple[int, dict]:
+        import json
+        from aiohttp.test_utils import make_mocked_request
+        data = b"" if body is None else json.dumps(body).encode()
+        req = make_mocked_request(method, path, headers={
+            "Content-Type": content_type, "Content-Length": str(len(data)),
+            "User-Agent": "test/1.0"})
+        req._read_bytes = data
+        resp = await self.api.handle(req)
+        return resp.status, json.loads(resp.body)
+
+    def cache_of(self, group: str, plural: str):
+        return self.api._caches[(group, plural)]
+
+    async def settle(self, group: str, plural: str) -> None:
+        """Until the watch cache has applied every write."""
+        import asyncio
+        cache = self.cache_of(group, plural)
+        await cache.wait_for(await self.store.current_revision())
+        await asyncio.sleep(0)
+
+
+_PODS = "/api/v1/namespaces/default/pods"
+_LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
+
+
+def _pod(name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": [{"name": "c", "image": "i"}]}}
+
+
+def _stored(api: _API, key: str) -> dict:
+    async def get():
+        from pilothouse.apiserver.storage import decode
+        return decode(await api.store.get(key))
+    return get()
+
+
+def test_the_watch_cache_keeps_the_object_the_write_decoded_and_it_is_the_stores():
+    async def main():
+        async with _API() as api:
+            status, created = await api.call("POST", _PODS, _pod("p"))
+            assert status == 201
+            await api.call("PATCH", f"{_PODS}/p/status", {"status": {"phase": "Running"}},
+                           "application/merge-patch+json")
+            await api.settle("", "pods")
+            key = "/registry/core/pods/default/p"
+            cached = api.cache_of("", "pods").objects[key]
+            assert cached == await _stored(api, key)
+            assert cached["status"]["phase"] == "Running"
+            storage = api.api.storage(api.api.registry.get("", "v1", "Pod"))
+            assert not storage._written  # handed over, not kept
+            # a write the cache did not see decoded (another API server's) is decoded there
+            raw = await api.store.get(key)
+            from pilothouse.apiserver import _json
+            other = _json.loads(raw.value)
+            other["metadata"]["labels"] = {"by": "other"}
+            await api.store.update(key, _json.dumps(other), expected_revision=raw.mod_revision)
+            await api.settle("", "pods")
+            assert api.cache_of("", "pods").objects[key] == await _stored(api, key)
+    _run(main())
+
+
+def _stale(api: _API, group: str, plural: str, key: str, old: dict) -> None:
+    """Make the watch cache hold ``old`` for ``key`` (as if it had not seen later writes)."""
+    api.cache_of(group, plural).objects[key] = old
+
+
+def test_an_update_from_a_stale_watch_cache_copy_is_decided_from_the_store():
+    async def main():
+        async with _API() as api:
+            key = "/registry/core/pods/default/p"
+            await api.call("POST", _PODS, _pod("p"))
+            await api.settle("", "pods")
+            old = api.cache_of("", "pods").objects[key]
+            _, v2 = await api.call("PATCH", f"{_PODS}/p", {"metadata": {"labels": {"a": "1"}}},
+                                   "application/merge-patch+json")
+            await api.settle("", "pods")
+            _stale(api, "", "pods", key, old)
+            # a merge patch: applied to the store's object, not the stale copy
+            status, v3 = await api.call("PATCH", f"{_PODS}/p", {"metadata": {"labels": {
+                "b": "2"}}}, "application/merge-patch+json")
+            assert status == 200 and v3["metadata"]["labels"] == {"a": "1", "b": "2"}
+            assert int(v3["metadata"]["resourceVersion"]) > int(v2["metadata"]["resourceVersion"])
+            await api.settle("", "pods")
+            # a precondition that only the stale copy fails is not a conflict
+            _stale(api, "", "pods", key, old)
+            status, v4 = await api.call("PATCH", f"{_PODS}/p", {"metadata": {
+                "resourceVersion": v3["metadata"]["resourceVersion"], "labels": {"c": "3"}}},
+                "application/merge-patch+json")
+            assert status == 200 and v4["metadata"]["labels"] == {"a": "1", "b": "2", "c": "3"}
+            await api.settle("", "pods")
+            # one the stale copy passes and the store's object fails is the client's 409
+            _stale(api, "", "pods", key, old)
+            body = {**v4, "metadata": {**v4["metadata"],
+                                       "resourceVersion": old["metadata"]["resourceVersion"]}}
+            status, err = await api.call("PUT", f"{_PODS}/p", body)
+            assert status == 409 and err["reason"] == "Conflict"
+            assert err["message"] == ('Operation cannot be fulfilled on pods "p": the object '
+                                      'has been modified; please apply your changes to the '
+                                      'latest version and try again')
+            # a write that changes nothing answers the store's object, not the stale copy
+            _stale(api, "", "pods", key, old)
+            status, same = await api.call("PATCH", f"{_PODS}/p", {"metadata": {"labels": {
+                "c": "3"}}}, "application/merge-patch+json")
+            assert status == 200 and same == v4
+            # a write that changes nothing on the stale copy but does on the store's object
+            _stale(api, "", "pods", key, old)
+            status, v5 = await api.call("PATCH", f"{_PODS}/p", {"metadata": {"labels": None}},
+                                        "application/merge-patch+json")
+            assert status == 200 and "labels" not in v5["metadata"]
+            assert int(v5["metadata"]["resourceVersion"]) > int(v4["metadata"]["resourceVersion"])
+            await api.settle("", "pods")
+            # deleted meanwhile: 404 from the store, not a write from the stale copy
+            _stale(api, "", "pods", key, old)
+            await api.store.delete(key)
+            status, err = await api.call("PATCH", f"{_PODS}/p", {"metadata": {"labels": {
+                "d": "4"}}}, "application/merge-patch+json")
+            assert status == 404
+    _run(main())
+
+
+def test_a_conflict_on_a_current_copy_still_names_the_object():
+    async def main():
+        async with _API() as api:
+            status, lease = await api.call("POST", _LEASES, {
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": "n1"}, "spec": {"holderIdentity": "n1"}})
+            assert status == 201
+            renewed = {**lease, "spec": {**lease["spec"], "renewTime": T0.replace(
+                "Z", ".000000Z")}}
+            status, after = await api.call("PUT", f"{_LEASES}/n1", renewed)
+            assert status == 200
+            await api.settle("coordination.k8s.io", "leases")
+            status, err = await api.call("PUT", f"{_LEASES}/n1", renewed)  # the old rv again
+            assert status == 409
+            assert err["message"] == ('Operation cannot be fulfilled on leases.coordination.'
+                                      'k8s.io "n1": the object has been modified; please apply '
+                                      'your changes to the latest version and try again')
+            assert err["details"] == {"name": "n1", "group": "coordination.k8s.io",
+                                      "kind": "leases"}
+    _run(main())
+
+
+def test_a_binding_from_a_stale_watch_cache_copy_is_decided_from_the_store():
+    async def main():
+        async with _API() as api:
+            key = "/registry/core/pods/default/p"
+            binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"},
+                       "target": {"apiVersion": "v1", "kind": "Node", "name": "n2"}}
+            await api.call("POST", _PODS, _pod("p"))
+            await api.settle("", "pods")
+            fresh = api.cache_of("", "pods").objects[key]
+            # the cache still shows an earlier pod of that name, already bound
+            bound = {**fresh, "spec": {**fresh["spec"], "nodeName": "n1"}}
+            _stale(api, "", "pods", key, bound)
+            status, _ = await api.call("POST", f"{_PODS}/p/binding", binding)
+            assert status == 201
+            stored = await _stored(api, key)
+            assert stored["spec"]["nodeName"] == "n2"
+            # the cache shows it unbound, the store bound: the second bind is the 409
+            await api.settle("", "pods")
+            _stale(api, "", "pods", key, fresh)
+            status, err = await api.call("POST", f"{_PODS}/p/binding", binding)
+            assert status == 409
+            assert err["message"] == ("Operation cannot be fulfilled on pods/binding \"p\": "
+                                      "pod p is already assigned to node 'n2'")
+    _run(main())
+
+
+def test_updates_start_from_the_watch_cache_and_leave_its_objects_alone():
+    async def main():
+        async with _API() as api:
+            await api.call("POST", _PODS, _pod("p"))
+            cache = api.cache_of("", "pods")
+            key = "/registry/core/pods/default/p"
+            storage = api.api.storage(api.api.registry.get("", "v1", "Pod"))
+            reads = []
+            real_get = storage.get
+
+            async def counting_get(namespace, name):
+                reads.append(name)
+                return await real_get(namespace, name)
+            storage.get = counting_get
+            writes = [("POST", f"{_PODS}/p/binding", {
+                "apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"},
+                "target": {"name": "n1"}}, "application/json"),
+                ("PATCH", f"{_PODS}/p/status", {"status": {"phase": "Running"}},
+                 "application/merge-patch+json"),
+                ("PATCH", f"{_PODS}/p", {"metadata": {"labels": {"x": "y"}}},
+                 "application/merge-patch+json")]
+            for method, path, body, content_type in writes:
+                await api.settle("", "pods")
+                before = cache.objects[key]
+                snapshot = copy.deepcopy(before)
+                status, _ = await api.call(method, path, body, content_type)
+                assert status in (200, 201)
+                assert before == snapshot
+            assert reads == []  # every write started from the cache's current copy
+    _run(main())
