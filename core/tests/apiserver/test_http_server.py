@@ -482,3 +482,62 @@ def test_path_and_query_are_parsed_as_aiohttp_does(target):
     assert req.path == url.path
     assert req.raw_path == target
     assert list(req.query.items()) == list(url.query.items())
+
+
+# ------------------------------------------------------------------ a real upgrade, both loops
+
+
+class _EchoAPI:
+    """Stands in for APIServer (``app`` and ``handle`` are all HTTPServer uses): plain
+    requests answer the client's port; ``/ws`` upgrades to a WebSocket that echoes, after
+    sending the client's port."""
+
+    def __init__(self):
+        from aiohttp import web
+        self.app = web.Application()
+
+    async def handle(self, request):
+        from aiohttp import web
+        port = request.transport.get_extra_info("peername")[1]
+        if request.path != "/ws":
+            return web.Response(text=str(port))
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str(str(port))
+        async for msg in ws:
+            await ws.send_str("echo " + msg.data)
+        return ws
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_a_websocket_upgrade_after_plain_requests_is_served_by_aiohttp(loop_kind):
+    import aiohttp
+    if loop_kind == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    else:
+        runner = asyncio.Runner()
+
+    async def go():
+        server = _http.HTTPServer(_EchoAPI(), "127.0.0.1", 0, access_log=None)
+        await server.start()
+        try:
+            url = f"http://127.0.0.1:{server.port}"
+            connector = aiohttp.TCPConnector(limit=1)
+            async with aiohttp.ClientSession(connector=connector) as session:
+                ports = set()
+                for _ in range(3):
+                    async with session.get(url + "/plain") as r:
+                        ports.add(await r.text())
+                assert server.aiohttp_server.requests_count == 0
+                async with session.ws_connect(url + "/ws") as ws:
+                    ports.add((await ws.receive()).data)
+                    await ws.send_str("hi")
+                    assert (await ws.receive()).data == "echo hi"
+                assert len(ports) == 1, "the upgrade did not reuse the connection"
+                assert server.aiohttp_server.requests_count == 1
+        finally:
+            await server.stop()
+
+    with runner:
+        runner.run(go())

@@ -1,0 +1,280 @@
+#!/usr/bin/env python3
+"""API server CPU per request: its own HTTP/1.1 front against aiohttp's, side by side.
+
+    python bench/apiserver_http.py [--store memory|raft] [--rounds 3] [--requests 3000] [--quick]
+
+Starts ``pilothouse apiserver`` in its own process (as ``pilothouse up`` and the scheduler
+benchmark do, so on uvloop when it is installed), once with the default front
+(``pilothouse.apiserver._http``) and once with ``PILOTHOUSE_APISERVER_HTTP=aiohttp``,
+alternating which goes first, ``--rounds`` times. For each, keep-alive clients (bare
+asyncio protocols, on uvloop when installed) send, one kind at a time, with 1 and with 16 clients:
+
+* ``GET`` of one pod;
+* pod create (``POST``, a pod as the load generator of ``bench/scheduler.py`` makes it);
+* ``pods/status`` merge patch (``PATCH``, what a node agent sends when the pod runs).
+
+The figure is the server process's CPU time (its threads' run time, from
+/proc/<pid>/task/*/schedstat) per request, its idle use subtracted; the median over the rounds is printed, with the spread
+(min-max). CPU time, not wall time: the machine is shared, and the clients run beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import yaml
+
+POD_PATH = "/api/v1/namespaces/default/pods"
+CASES = ("GET pod", "pod create", "pods/status patch")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(store: str, workdir: str, front: str) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    options = {"data_dir": os.path.join(workdir, "store")} if store == "raft" else {}
+    cfg = {"store": {"plugin": store, "options": options},
+           "components": {"apiserver": {"port": port, "address": "127.0.0.1",
+                                        "compactionInterval": 0,
+                                        "kubeconfig": os.path.join(workdir, "kubeconfig")}}}
+    path = os.path.join(workdir, "config.yaml")
+    with open(path, "w") as fh:
+        yaml.safe_dump(cfg, fh)
+    env = {**os.environ}
+    env.pop("PILOTHOUSE_APISERVER_HTTP", None)
+    if front == "aiohttp":
+        env["PILOTHOUSE_APISERVER_HTTP"] = "aiohttp"
+    proc = subprocess.Popen([sys.executable, "-m", "pilothouse.cli", "apiserver", "--config",
+                             path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if "serving on" in line:
+            return proc, port
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise SystemExit(f"apiserver did not start: {proc.stdout.read()}")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time so far: its threads' run time from /proc/<pid>/task/*/schedstat
+    (nanoseconds; /proc/<pid>/stat counts in 10 ms ticks)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
+                total += int(fh.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a thread that just ended
+    return total / 1e9
+
+
+class Conn(asyncio.Protocol):
+    """One keep-alive client connection: one request at a time, the answer read by
+    Content-Length. A bare protocol, so that the load generator (one process, beside the
+    server on a shared machine) spends little per request and keeps the server busy."""
+
+    def __init__(self):
+        self.transport = None
+        self.waiter: asyncio.Future | None = None
+        self.buf = b""
+        self.status = 0
+        self.length = -1
+
+    @classmethod
+    async def open(cls, port: int) -> "Conn":
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(cls, "127.0.0.1", port)
+        return conn
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("server closed the connection"))
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data if self.buf else data
+        if self.length < 0:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                self.buf = buf
+                return
+            head, buf = buf[:end], buf[end + 4:]
+            self.status = int(head[9:12])
+            self.length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    self.length = int(line[15:])
+        if len(buf) >= self.length:
+            body, self.buf, self.length = buf, b"", -1
+            self.waiter.set_result((self.status, body))
+        else:
+            self.buf = buf
+
+    async def call(self, method: str, path: str, body: bytes = b"",
+                   ctype: str = "application/json") -> tuple[int, bytes]:
+        head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n"
+                f"User-Agent: bench-apiserver-http/0.1\r\n")
+        if body:
+            head += f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(head.encode() + b"\r\n" + body)
+        return await self.waiter
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def pod(name: str) -> bytes:
+    return json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+        "spec": {"containers": [{
+            "name": "pause", "image": "registry.k8s.io/pause:3.10",
+            "resources": {"requests": {"cpu": "100m", "memory": "500Mi"},
+                          "limits": {"cpu": "100m", "memory": "500Mi"}}}]}}).encode()
+
+
+def status_patch(i: int) -> bytes:
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    ip = f"10.64.{i // 250 % 250}.{i % 250 + 2}"
+    conditions = [{"type": t, "status": "True", "lastProbeTime": None,
+                   "lastTransitionTime": now}
+                  for t in ("Initialized", "ContainersReady", "Ready", "PodScheduled")]
+    return json.dumps({"status": {
+        "phase": "Running", "conditions": conditions, "hostIP": "172.16.0.2", "podIP": ip,
+        "podIPs": [{"ip": ip}], "startTime": now,
+        "containerStatuses": [{"name": "pause", "ready": True, "restartCount": 0,
+                               "image": "registry.k8s.io/pause:3.10", "imageID": "",
+                               "started": True, "state": {"running": {"startedAt": now}}}]}
+    }).encode()
+
+
+async def measure(pid: int, conns: list[Conn], n: int, request, expect: int
+                  ) -> tuple[float, float]:
+    """Server CPU µs per request for ``n`` requests over ``conns`` (idle use subtracted),
+    and the requests per second."""
+    c0, t0 = cpu_seconds(pid), time.perf_counter()
+    await asyncio.sleep(0.5)
+    idle = (cpu_seconds(pid) - c0) / (time.perf_counter() - t0)
+    counter = iter(range(n))
+
+    async def worker(conn):
+        for i in counter:
+            status, body = await request(conn, i)
+            if status != expect:
+                raise SystemExit(f"unexpected {status}: {body[:300]!r}")
+    c0, t0 = cpu_seconds(pid), time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in conns))
+    wall = time.perf_counter() - t0
+    spent = cpu_seconds(pid) - c0 - idle * wall
+    return spent / n * 1e6, n / wall
+
+
+async def one_server(pid: int, port: int, n: int, tag: str) -> dict[tuple[str, int], float]:
+    out = {}
+    conns = [await Conn.open(port) for _ in range(16)]
+    setup = conns[0]
+    status, body = await setup.call("POST", POD_PATH, pod("bench-get"))
+    assert status == 201, body
+    for _ in range(200):  # warm-up: first-request caches, code paths
+        await setup.call("GET", f"{POD_PATH}/bench-get")
+    for clients in (1, 16):
+        prefix = f"{tag}-c{clients}"
+        use = conns[:clients]
+
+        async def get(conn, i):
+            return await conn.call("GET", f"{POD_PATH}/bench-get")
+
+        async def create(conn, i):
+            return await conn.call("POST", POD_PATH, pod(f"{prefix}-{i}"))
+
+        async def patch(conn, i):
+            return await conn.call("PATCH", f"{POD_PATH}/{prefix}-{i}/status",
+                                   status_patch(i), "application/merge-patch+json")
+        out[("GET pod", clients)] = await measure(pid, use, n, get, 200)
+        out[("pod create", clients)] = await measure(pid, use, n, create, 201)
+        out[("pods/status patch", clients)] = await measure(pid, use, n, patch, 200)
+    for c in conns:
+        c.close()
+    return out
+
+
+def spread(values: list[tuple[float, float]]) -> str:
+    cpu = [v[0] for v in values]
+    rate = statistics.median(v[1] for v in values)
+    return f"{statistics.median(cpu):4.0f} ({min(cpu):.0f}-{max(cpu):.0f}) {rate:6.0f}/s"
+
+
+async def main(args) -> None:
+    results: dict[str, list[dict]] = {"aiohttp": [], "fast path": []}
+    n = 500 if args.quick else args.requests
+    for rnd in range(args.rounds):
+        order = ("aiohttp", "fast path") if rnd % 2 == 0 else ("fast path", "aiohttp")
+        for front in order:
+            work = tempfile.mkdtemp(prefix="pilothouse-bench-http-")
+            proc, port = start_server(args.store, work, "aiohttp" if front == "aiohttp" else "")
+            try:
+                print(f"round {rnd + 1}/{args.rounds}: {front} (pid {proc.pid})",
+                      file=sys.stderr, flush=True)
+                results[front].append(await one_server(proc.pid, port, n, f"r{rnd}"))
+            finally:
+                stop_server(proc)
+                import shutil
+                shutil.rmtree(work, ignore_errors=True)
+    print(f"API server CPU per request in µs (median of {args.rounds} rounds, min-max) and "
+          f"requests/s; store {args.store}, {n} requests per case")
+    print(f"  {'request':<18} {'clients':>7}   {'aiohttp':>24}   {'fast path':>24}   "
+          f"{'CPU saved':>9}")
+    for case in CASES:
+        for clients in (1, 16):
+            a = [r[(case, clients)] for r in results["aiohttp"]]
+            f = [r[(case, clients)] for r in results["fast path"]]
+            saved = 1 - statistics.median(v[0] for v in f) / statistics.median(
+                v[0] for v in a)
+            print(f"  {case:<18} {clients:>7}   {spread(a):>24}   {spread(f):>24}   "
+                  f"{saved:9.0%}", flush=True)
+
+
+def run(coro):
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", default="memory", help="store plugin (default memory)")
+    parser.add_argument("--rounds", type=int, default=3, help="A/B rounds (default 3)")
+    parser.add_argument("--requests", type=int, default=3000, help="requests per case")
+    parser.add_argument("--quick", action="store_true", help="500 requests per case")
+    run(main(parser.parse_args()))
