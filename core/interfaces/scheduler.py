@@ -46,8 +46,8 @@ Version history: appeared in 0.1. In 0.1 the framework also gained :class:`Handl
 :func:`resource_amounts`, :func:`pod_priority`). 0.2 added :class:`Sign` (pod scheduling
 signatures: per-node reuse of Filter and Score results), :func:`freeze`,
 :meth:`Handle.node_infos_with_pod_affinity`,
-:meth:`Handle.node_infos_with_required_anti_affinity` and
-:meth:`Handle.node_infos_with_taints`, and made
+:meth:`Handle.node_infos_with_required_anti_affinity`,
+:meth:`Handle.node_infos_with_taints` and :meth:`Handle.node_changes`, and made
 :attr:`NodeInfo.generation` unique across all NodeInfo objects of a process;
 ``NodeInfo.name``, ``labels`` and ``taints`` became plain attributes (same values, read
 faster in per-node loops).
@@ -517,6 +517,16 @@ class Handle(Protocol):
         (O(result)): taint plugins use it to skip all work when no node has taints of the
         kind they score, without reading every feasible node. Valid during a cycle; do not
         change the list or its NodeInfos. Since 0.2."""
+
+    def node_changes(self, since: Hashable | None) -> tuple[Hashable, frozenset[str] | None]:
+        """The names of the nodes whose snapshot NodeInfo was replaced (a new
+        :attr:`NodeInfo.generation`) since the cursor ``since``, with the cursor to pass
+        next time: for plugins that keep per-node state across cycles (e.g. topology counts)
+        and would otherwise compare :meth:`node_infos` with their last copy, node by node.
+        ``since`` is a cursor an earlier call returned, or None. The names are None when the
+        snapshot cannot tell: ``since`` None, nodes added or removed since (names and
+        positions changed), or so far behind that the feed was trimmed; rescan
+        :meth:`node_infos` then. O(changes). Call during a cycle. Since 0.2."""
 
     def nodes_with_image(self, image: str) -> int:
         """How many nodes of the snapshot report ``image`` (a name as in

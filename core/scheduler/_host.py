@@ -116,6 +116,15 @@ class _Handle:
     def node_infos_with_taints(self) -> list[NodeInfo]:
         return self._s.snapshot.with_taints()
 
+    def node_changes(self, since: Any) -> tuple[Any, frozenset[str] | None]:
+        snap = self._s.snapshot
+        cursor = (snap.epoch, snap.position)
+        changes = snap.changes_since(*since) if since is not None else None
+        if changes is None:
+            return cursor, None
+        names = snap.names
+        return cursor, frozenset([names[i] for i in changes])
+
     def nodes_with_image(self, image: str) -> int:
         return self._s.cache.image_nodes.get(image, 0)
 

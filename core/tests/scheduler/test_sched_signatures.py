@@ -553,3 +553,22 @@ def test_the_handle_lists_tainted_nodes_from_the_snapshot():
     runner.add_node(node("n1"))
     runner.schedule(mkpod())
     assert handle.node_infos_with_taints() == []
+
+
+def test_the_handle_reports_node_changes_since_a_cursor():
+    runner = CycleRunner([ProfilePlugin("Fit", Fit())])
+    for i in range(4):
+        runner.add_node(node(f"n{i}", cpu="8"))
+    handle = runner.framework.handle
+    first = runner.schedule(mkpod())
+    cursor, names = handle.node_changes(None)
+    assert names is None  # no cursor: rescan
+    assert handle.node_changes(cursor) == (cursor, frozenset())
+    second = runner.schedule(mkpod())
+    runner.add_node(node("n3", cpu="4"))
+    runner.scheduler.cache.update_snapshot(runner.scheduler.snapshot)
+    cursor2, names = handle.node_changes(cursor)
+    assert names == {first, second, "n3"} and cursor2 != cursor  # first: assumed after it
+    runner.add_node(node("n9"))  # membership: positions move, names unknown
+    runner.scheduler.cache.update_snapshot(runner.scheduler.snapshot)
+    assert handle.node_changes(cursor2)[1] is None

@@ -310,6 +310,24 @@ class NodeView:
             self.version += 1
             self._log.append(frozenset(changed))
 
+    def sync_names(self, names, lookup: Callable[[str], NodeInfo | None]) -> None:
+        """Like :meth:`sync`, when the caller knows which nodes may have changed since the
+        last sync (a superset is fine; e.g. from :meth:`Handle.node_changes`): ``names``,
+        and ``lookup`` giving each one's current NodeInfo (None: gone). O(names)."""
+        by_name = self.by_name
+        changed = set()
+        for name in names:
+            node = lookup(name)
+            if node is None:
+                if by_name.pop(name, None) is not None:
+                    changed.add(name)
+            elif by_name.get(name) is not node:
+                by_name[name] = node
+                changed.add(name)
+        if changed:
+            self.version += 1
+            self._log.append(frozenset(changed))
+
     def changed_since(self, version: int) -> set[str] | frozenset[str] | None:
         """Names of the nodes changed after ``version``; None when the log does not reach
         back that far."""

@@ -133,6 +133,7 @@ class InterPodAffinity:
         self._namespaces: Any = None
         self._infos = AffinityInfoCache()
         self._view = NodeView()
+        self._cursor: Hashable | None = None  # Handle.node_changes cursor of the view
         self._existing = TopologyCounts(self._existing_terms_on)
         self._incoming: collections.OrderedDict[Hashable, TopologyCounts] = \
             collections.OrderedDict()
@@ -171,7 +172,17 @@ class InterPodAffinity:
     def _sync(self, state: CycleState, nodes: list[NodeInfo]) -> NodeView:
         marker = state.get(_SYNCED_KEY)
         if marker is None or marker.value is not nodes:
-            self._view.sync(nodes)
+            changes = getattr(self.handle, "node_changes", None)
+            if changes is not None and nodes is self.handle.node_infos():
+                # the snapshot's own change feed: O(changes), not a pass over every node
+                self._cursor, names = changes(self._cursor)
+                if names is None:
+                    self._view.sync(nodes)
+                else:
+                    self._view.sync_names(names, self.handle.node_info)
+            else:
+                self._cursor = None  # the view no longer follows the snapshot's feed
+                self._view.sync(nodes)
             state.write(_SYNCED_KEY, _Marker(nodes))
         return self._view
 

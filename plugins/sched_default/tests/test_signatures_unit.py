@@ -9,8 +9,9 @@ from pilothouse.scheduler.testing import CycleRunner
 from pilothouse.scheduler.testing import node as node_api_obj
 
 from pilothouse_sched_default import (DefaultBinder, DefaultPreemption, ImageLocality,
-                                      NodeAffinity, NodeName, NodeResourcesFit,
-                                      NodeUnschedulable, PrioritySort, TaintToleration)
+                                      InterPodAffinity, NodeAffinity, NodeName,
+                                      NodeResourcesFit, NodeUnschedulable, PodTopologySpread,
+                                      PrioritySort, TaintToleration)
 from sched_testlib import pod
 
 IMAGE = "registry.local/big:1"
@@ -178,3 +179,62 @@ def test_default_plugins_place_the_same_with_and_without_reuse():
     assert runner.framework.signers is not None and runner.framework._results
     assert any(r.startswith("0/") for r in without)  # some messages compared too
     assert sum(not r.startswith("0/") for r in without) > 100
+
+
+def affinity_pods(count=260):
+    rng = random.Random(5)
+    host, zone = "kubernetes.io/hostname", "topology.kubernetes.io/zone"
+
+    def anti(color, key):
+        return {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"color": color}}, "topologyKey": key}]}}
+    near = {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 10, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "db"}},
+                                           "topologyKey": zone}}]}}
+    out = []
+    for i in range(count):
+        kind = rng.random()
+        labels = {"app": rng.choice(["web", "db"])}
+        extra = {}
+        if kind < 0.25:
+            labels["color"] = "red"
+            extra["affinity"] = anti("red", host)
+        elif kind < 0.3:
+            labels["color"] = "blue"
+            extra["affinity"] = anti("blue", zone)
+        elif kind < 0.4:
+            extra["affinity"] = near
+        p = pod(f"a{i}", cpu="250m", memory="256Mi", labels=labels, **extra)
+        p["spec"]["priority"] = 0
+        out.append(p)
+    return out
+
+
+def test_inter_pod_affinity_follows_the_snapshot_feed_as_a_full_rescan_would():
+    """InterPodAffinity keeps its topology counts from Handle.node_changes; the same
+    placements as when it compares every node each cycle, with nodes changing, leaving and
+    coming back, and with or without signature reuse."""
+    pods = affinity_pods()
+    results = []
+    for reuse, feed in ((True, True), (False, False), (True, False)):
+        random.seed(3)
+        runner = CycleRunner(profile()[:6] + [
+            ProfilePlugin("PodTopologySpread", PodTopologySpread(), 2),
+            ProfilePlugin("InterPodAffinity", InterPodAffinity(), 2)] + profile()[6:],
+            reuse=reuse)
+        if not feed:
+            runner.framework.handle.node_changes = None
+        for i in range(120):
+            runner.add_node(node_obj(i))
+        out = []
+        for i, p in enumerate(pods):
+            if i % 20 == 10:
+                runner.add_node(node_obj(i % 120, variant=i))
+            if i % 45 == 30:
+                runner.remove_node(node_obj(i % 120))
+            if i % 45 == 40:
+                runner.add_node(node_obj((i - 10) % 120))
+            out.append(runner.schedule(p))
+        results.append(out)
+    assert results[0] == results[1] == results[2]
+    assert sum(not r.startswith("0/") for r in results[0]) > 100
