@@ -17,7 +17,8 @@ open watches on all pods (real watch handlers writing to a null transport).
 
 CPU is the process's (``time.process_time``: the raft store's threads included), minus what
 the idle server uses over the same time; each kind runs ``--repeat`` times on fresh objects
-and the lowest figure is printed. ``--profile KIND`` runs that kind under cProfile and
+and the lowest figure is printed. The garbage collector is off unless ``--gc`` (its
+collections fall on whichever kind runs then). ``--profile KIND`` runs that kind under cProfile and
 prints the top functions (by cumulative and by own time).
 """
 
@@ -77,12 +78,20 @@ class NullWriter:
         pass
 
 
+_TEMPLATE: list = []  # one mocked request, cloned for the others (mocks are costly)
+
+
 def request(method: str, path: str, body: object = None,
             content_type: str = "application/json", writer=None):
     data = b"" if body is None else json.dumps(body).encode()
     headers = {"Content-Type": content_type, "Content-Length": str(len(data)),
                "User-Agent": "bench/v0.0.0 (linux/amd64) kubernetes/bench"}
-    req = make_mocked_request(method, path, headers=headers, writer=writer or NullWriter())
+    if writer is not None:  # a watch: a request of its own with its own writer
+        req = make_mocked_request(method, path, headers=headers, writer=writer)
+    else:
+        if not _TEMPLATE:
+            _TEMPLATE.append(make_mocked_request("GET", "/", writer=NullWriter()))
+        req = _TEMPLATE[0].clone(method=method, rel_url=path, headers=headers)
     req._read_bytes = data  # what BaseRequest.read() returns once the body was read
     return req
 
@@ -154,6 +163,8 @@ class Bench:
         gc.collect()  # as ``pilothouse apiserver`` does once started
         gc.freeze()
         gc.set_threshold(50_000, 50, 100)
+        if not self.args.gc:
+            gc.disable()  # collections land on whichever kind runs then: noise
         c0, t0 = time.process_time(), time.perf_counter()
         await asyncio.sleep(1.0)
         self.idle = (time.process_time() - c0) / (time.perf_counter() - t0)
@@ -244,36 +255,35 @@ class Bench:
 
     async def _run_leases(self, profile) -> float:
         """Lease renewals: each of the 100 leases renewed from its last response, the
-        renewals of different leases concurrent (``--clients`` at a time)."""
+        renewals of different leases concurrent (``--clients`` at a time). Only the
+        server's part is timed (each body needs the previous response, so the requests
+        cannot all be made beforehand)."""
         n, clients = self.args.n, self.args.clients
         rounds = max(1, n // 100)
-        if profile:
-            profile.enable()
-        c0, t0 = time.process_time(), time.perf_counter()
+        spent = 0.0
+        wall = 0.0
         for r in range(rounds):
             self.renewals += 100
+            reqs = {i: request(*self.op("lease update (PUT)", i)) for i in range(100)}
             queue = list(range(100))
 
             async def worker():
                 while queue:
                     i = queue.pop()
-                    m, p, b, ct = self.op("lease update (PUT)", i)
-                    resp = await self.api.handle(request(m, p, b, ct))
+                    resp = await self.api.handle(reqs[i])
                     if resp.status >= 300:
                         raise SystemExit(f"lease: {resp.status} {resp.body[:400]!r}")
-                    self.leases[i] = json.loads(resp.body)
+                    self.leases[i] = resp.body
+            if profile:
+                profile.enable()
+            c0, t0 = time.process_time(), time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(clients)))
-        c1, t1 = time.process_time(), time.perf_counter()
-        if profile:
-            profile.disable()
-        # the request building and response decoding above are the client's: price them
-        c2 = time.process_time()
-        for i in range(100 * rounds):
-            m, p, b, ct = self.op("lease update (PUT)", i % 100)
-            request(m, p, b, ct)
-            json.loads(json.dumps(self.leases[i % 100]))
-        client = time.process_time() - c2
-        return (c1 - c0 - client - self.idle * (t1 - t0)) / (100 * rounds) * 1e6
+            spent += time.process_time() - c0
+            wall += time.perf_counter() - t0
+            if profile:
+                profile.disable()
+            self.leases = {i: json.loads(b) for i, b in self.leases.items()}
+        return (spent - self.idle * wall) / (100 * rounds) * 1e6
 
 
 async def main(args) -> None:
@@ -324,6 +334,8 @@ def parse_args(argv=None):
     p.add_argument("--only", action="append", choices=KINDS,
                    help="measure only this kind (repeatable; the pods it needs are made)")
     p.add_argument("--profile", choices=KINDS, help="cProfile this kind (first round)")
+    p.add_argument("--gc", action="store_true",
+                   help="leave the garbage collector on (as the server runs; noisier)")
     return p.parse_args(argv)
 
 
