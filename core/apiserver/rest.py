@@ -302,7 +302,8 @@ async def create(ctx: "Context") -> web.Response:
         raise errors.BadRequest("the namespace of the object is not set and the request "
                                 "names no namespace")
     warnings = ctx.server.check_fields(kind, obj, field_validation(ctx))
-    stored = await ctx.server.create_object(ctx, kind, obj, dry_run=dry_run(ctx))
+    stored = await ctx.server.create_object(ctx, kind, obj, dry_run=dry_run(ctx),
+                                            private=True)  # the decoded body: ours alone
     return ctx.respond_object(stored, status=201, warnings=warnings)
 
 
@@ -347,7 +348,8 @@ async def patch(ctx: "Context") -> web.Response:
 
 async def _guaranteed_update(ctx: "Context", build, subresource: str) -> dict:
     """Read the object, ``build(current) -> (new, precondition)``, and write ``new`` with
-    compare-and-swap on the revision read. A lost race is retried from a fresh read, unless
+    compare-and-swap on the revision read. ``new`` must share nothing with ``current`` or
+    with anything else (it is changed in place). A lost race is retried from a fresh read, unless
     the request named a resourceVersion (``precondition``): then it is the client's 409.
 
     As kube-apiserver's GuaranteedUpdate, the first attempt starts from the watch cache's
@@ -363,7 +365,7 @@ async def _guaranteed_update(ctx: "Context", build, subresource: str) -> dict:
             new, precondition = build(current)
             if not precondition or precondition == current["metadata"]["resourceVersion"]:
                 stored = await ctx.server.update_object(ctx, kind, new, current,
-                                                        subresource=subresource)
+                                                        subresource=subresource, private=True)
                 if stored is not current:  # written: the copy was the current object
                     return stored
         except errors.StatusError:
@@ -375,7 +377,7 @@ async def _guaranteed_update(ctx: "Context", build, subresource: str) -> dict:
             raise errors.Conflict(kind.plural, info.name, group=kind.group)
         try:
             return await ctx.server.update_object(ctx, kind, new, current, dry_run=dry,
-                                                  subresource=subresource)
+                                                  subresource=subresource, private=True)
         except errors.Conflict:
             if precondition:
                 raise

@@ -382,8 +382,12 @@ class APIServer:
                                  group=kind.group)
 
     async def create_object(self, ctx: Context | None, kind: Kind, obj: dict,
-                            dry_run: bool = False, track_fields: bool = True) -> dict:
-        obj = _json.copy(obj)
+                            dry_run: bool = False, track_fields: bool = True,
+                            private: bool = False) -> dict:
+        """Create ``obj`` (changed in place when ``private``: the caller hands it over and
+        shares it with nothing; else a copy is made)."""
+        if not private:
+            obj = _json.copy(obj)
         generated = not obj["metadata"].get("name") and bool(obj["metadata"].get("generateName"))
         meta.prepare_for_create(obj, kind)
         defaults.apply_defaults(kind, obj)
@@ -414,10 +418,14 @@ class APIServer:
 
     async def update_object(self, ctx: Context | None, kind: Kind, new: dict, current: dict,
                             dry_run: bool = False, subresource: str = "",
-                            track_fields: bool = True) -> dict:
+                            track_fields: bool = True, private: bool = False) -> dict:
+        """Write ``new`` over ``current`` (compare-and-swap on its resourceVersion). ``new``
+        is changed in place; ``current`` only read. ``private``: ``new`` shares nothing with
+        ``current`` or anything else (see :func:`pilothouse.model.meta.prepare_for_update`)."""
         bound_status = new.get("status") if subresource == "binding" else None
         meta.prepare_for_update(new, current, kind,
-                                subresource="status" if subresource == "status" else "")
+                                subresource="status" if subresource == "status" else "",
+                                new_is_private=private)
         if bound_status is not None:
             new["status"] = bound_status
         # A namespace's spec.finalizers change only through namespaces/{name}/finalize, as in

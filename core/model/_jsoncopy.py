@@ -43,3 +43,17 @@ def exact_json(value: Any) -> bytes | None:
     except TypeError:
         return None
     return encoded if orjson.loads(encoded) == value else None
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """Whether ``a`` and ``b`` are the same JSON value with the same types throughout (Python
+    equality alone takes ``True`` for ``1`` and ``1.0`` for ``1``); False when unsure
+    (values a JSON text cannot tell apart from others, such as subclasses of str)."""
+    if a is b:
+        return True
+    if orjson is None or a != b:
+        return False
+    try:
+        return orjson.dumps(a, option=_EXACT) == orjson.dumps(b, option=_EXACT)
+    except TypeError:
+        return False

@@ -40,7 +40,7 @@ import secrets
 import time
 from typing import Any
 
-from pilothouse.model._jsoncopy import copy_json
+from pilothouse.model._jsoncopy import copy_json, same_json
 from pilothouse.model.kinds import Kind, _lookup
 from pilothouse.model.quantity import Quantity, QuantityError
 
@@ -280,8 +280,11 @@ def _spec_of(obj: dict) -> dict:
     return {key: value for key, value in obj.items() if key not in _NOT_SPEC}
 
 
+_ABSENT = object()
+
+
 def prepare_for_update(new: dict, old: dict, kind: Kind | str | None = None, *,
-                       subresource: str = "") -> dict:
+                       subresource: str = "", new_is_private: bool = False) -> dict:
     """Carry the system fields of the stored object ``old`` into the incoming ``new`` (see
     the module table) and return ``new``, changed in place.
 
@@ -291,14 +294,30 @@ def prepare_for_update(new: dict, old: dict, kind: Kind | str | None = None, *,
     ``generation`` is bumped when anything outside ``metadata`` and ``status`` changed.
 
     Client attempts to change ``name``, ``namespace`` or ``uid`` are overwritten here; call
-    :func:`pilothouse.model.validation.validate_object_meta_update` first to reject them."""
+    :func:`pilothouse.model.validation.validate_object_meta_update` first to reject them.
+
+    ``new_is_private``: ``new`` shares nothing with ``old`` or with anything else, so for a
+    status write its own values that are the same JSON as ``old``'s are kept instead of
+    being replaced by copies of ``old``'s (the same result, without copying what a status
+    patch left alone)."""
     k = _lookup(kind, old)
     new_meta, old_meta = metadata(new), old.get("metadata") or {}
     if subresource == "status":
         had_status, status = "status" in new, new.get("status")
         rv = new_meta.get("resourceVersion")
-        new.clear()
-        new.update(copy_json(old))
+        if new_is_private:
+            mine = dict(new)
+            new.clear()
+            for key, value in old.items():
+                if key == "status":
+                    new[key] = None  # its place: replaced or dropped below
+                    continue
+                own = mine.get(key, _ABSENT)
+                new[key] = own if own is not _ABSENT and same_json(own, value) \
+                    else copy_json(value)
+        else:
+            new.clear()
+            new.update(copy_json(old))
         if had_status:
             new["status"] = status
         else:

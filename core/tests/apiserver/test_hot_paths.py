@@ -530,3 +530,70 @@ def test_updates_start_from_the_watch_cache_and_leave_its_objects_alone():
                 assert before == snapshot
             assert reads == []  # every write started from the cache's current copy
     _run(main())
+
+
+# ----------------------------------------------------------------------------- status writes
+
+
+def test_same_json_tells_apart_what_equality_does_not():
+    from pilothouse.model._jsoncopy import same_json
+    assert same_json({"a": [1, "x", None]}, {"a": [1, "x", None]})
+    assert not same_json({"a": 1}, {"a": True})
+    assert not same_json({"a": 1}, {"a": 1.0})
+    assert not same_json([1], (1,))
+    assert not same_json({"a": _Text("x")}, {"a": "x"})
+    assert not same_json({"a": 1}, {"a": 2})
+    nan = float("nan")
+    assert same_json([nan], [nan])  # the same object: what a copy would hold too
+
+
+def test_a_private_status_write_keeps_its_own_values_and_gives_the_copying_answer():
+    import json
+    kind = builtin_registry().get("", "v1", "Pod")
+    old = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "p", "namespace": "d", "resourceVersion": "5", "uid": "u",
+                        "labels": {"a": "1"}},
+           "spec": {"containers": [{"name": "c", "image": "i"}], "priority": 1,
+                    "x": [1.0, True]},
+           "status": {"phase": "Pending"}}
+    patches = [
+        {"status": {"phase": "Running"}},
+        {"status": {"phase": "Running"}, "spec": {"priority": True}},  # 1 -> True
+        {"spec": {"x": [1, 1]}, "metadata": {"labels": {"a": "2"}}},   # 1.0 -> 1, True -> 1
+        {"metadata": {"resourceVersion": "5"}, "status": None},
+        {"spec": None, "status": {"phase": "Failed"}},
+        {"extra": {"y": 1}, "status": {"phase": "Running"}},
+    ]
+    for body in patches:
+        copied = meta.prepare_for_update(patching.apply_merge_patch(old, body), old, kind,
+                                         subresource="status")
+        before = copy.deepcopy(old)
+        private = patching.apply_merge_patch(old, body)
+        spec_object = private.get("spec")
+        kept = meta.prepare_for_update(private, old, kind, subresource="status",
+                                       new_is_private=True)
+        assert json.dumps(kept) == json.dumps(copied)  # values, types and key order
+        assert old == before
+        if spec_object is not None and spec_object == old["spec"] and \
+                json.dumps(spec_object) == json.dumps(old["spec"]):
+            assert kept["spec"] is spec_object  # left alone by the patch: not copied again
+        for key in kept:
+            if key != "status":
+                assert kept[key] is not old.get(key) or not isinstance(kept[key], (dict, list))
+
+
+def test_keyed_list_elements_of_one_string_key_are_those_of_the_general_encoding():
+    strategy = strategy_for("", "Pod")
+    conditions = strategy.child("status").child("conditions")
+    items = [{"type": "Ready"}, {"type": 'odd "quoted" \u00e9'}, {"type": "Ready", "x": 1},
+             {"type": 7}, {"other": 1}]
+    fast = mf._list_elements(items[:3], conditions, strict=False)
+    assert [e for e, _ in fast] == ['k:' + mf._dumps({"type": "Ready"}),
+                                    'k:' + mf._dumps({"type": 'odd "quoted" \u00e9'})]
+    assert fast[0][1] is items[0]  # the first of duplicates stays
+    assert [e for e, _ in mf._list_elements(items[3:4], conditions, strict=False)] == \
+        ['k:{"type":7}']
+    assert mf._list_elements(items[4:], conditions, strict=False) is None
+    import pytest
+    with pytest.raises(patching.PatchError, match="duplicate entries for key"):
+        mf._list_elements(items[:3], conditions, strict=True)
