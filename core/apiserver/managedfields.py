@@ -424,6 +424,22 @@ def _list_elements(value: list, node: Field, *, strict: bool, path: Path = ()) -
             keys = node.ssa_keys
             if not keys or not isinstance(item, dict):
                 return None
+            if len(keys) == 1:  # the usual one key with a string value: its _dumps inline
+                key = keys[0]
+                value = item.get(key)
+                if type(value) is str:
+                    element = ("k:{" + _encode_string(key) + ":" + _encode_string(value)
+                               + "}")
+                    if element in seen:
+                        if strict:
+                            raise PatchError(
+                                f"{path_to_string(path)}: duplicate entries for key "
+                                f"{path_to_string((element,))}", field=path_to_string(path),
+                                code=422)
+                        continue
+                    seen.add(element)
+                    out.append((element, item))
+                    continue
             key_values = {}
             for key in keys:
                 if key in item and item[key] is not None:
@@ -493,14 +509,19 @@ def _all_nodes(value: Any, node: Field, path: Path, out: set[Path]) -> None:
     """Every path in a subtree present on one side only (leaves and containers)."""
     if path:
         out.add(path)
-    shape = _shape(value, node)
-    if shape == "map":
+    if isinstance(value, dict):
+        if node.atomic:
+            return
+        fields, additional = node.fields, node.additional
         for key, sub in value.items():
             if isinstance(sub, (dict, list)):
-                _all_nodes(sub, node.child(key), path + ("f:" + key,), out)
+                child = fields.get(key)
+                if child is None:
+                    child = additional if additional is not None else EMPTY
+                _all_nodes(sub, child, path + ("f:" + key,), out)
             else:
                 out.add(path + ("f:" + key,))  # a leaf: nothing below it
-    elif shape == "list":
+    elif isinstance(value, list) and node.ssa_list_type != "atomic":
         elements = _list_elements(value, node, strict=False)
         if elements is not None:
             item_node = _item_node(node)

@@ -20,6 +20,7 @@ OpenAPI v3 schema such as a CRD's ``openAPIV3Schema``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field as dc_field
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -81,7 +82,7 @@ class Field:
     def retains_keys(self) -> bool:
         return "retainKeys" in self.patch_strategy
 
-    @property
+    @functools.cached_property  # a field never changes (frozen): worked out once
     def ssa_list_type(self) -> str:
         """The list type SSA uses: explicit, else derived from the patch strategy."""
         if self.list_type:
@@ -90,7 +91,7 @@ class Field:
             return "map" if self.patch_merge_key else "set"
         return "atomic"
 
-    @property
+    @functools.cached_property
     def ssa_keys(self) -> tuple[str, ...]:
         if self.list_map_keys:
             return self.list_map_keys
