@@ -29,6 +29,8 @@ instead of aiohttp's ``TCPSite`` and gives every connection a :class:`_Connectio
   connection after ``keepalive_timeout`` (aiohttp's default) with one timer per connection.
   A client that goes away does not cancel its handler (aiohttp's default,
   ``handler_cancellation=False``): a pending ``read()`` raises ``ConnectionResetError``.
+  A client that half-closes after its request still gets the answer. A response the client
+  does not read holds the next request back (one in flight per connection).
 
 Everything that is not a plain request/response is decided from the request head, before
 its body is read, and handed to aiohttp's ``RequestHandler`` (the protocol that
