@@ -541,3 +541,71 @@ def test_a_websocket_upgrade_after_plain_requests_is_served_by_aiohttp(loop_kind
 
     with runner:
         runner.run(go())
+
+
+# ------------------------------------------------------------------ writing responses
+
+
+def _request(method: str = "GET", version=(1, 1)):
+    from aiohttp.http import HttpVersion
+    from multidict import CIMultiDict, CIMultiDictProxy
+    return _http._Request(None, method, "/x", "/x", "", CIMultiDictProxy(CIMultiDict()),
+                          HttpVersion(*version), True, None)
+
+
+def _split(data: bytes):
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    return lines[0], dict(line.split(": ", 1) for line in lines[1:]), body
+
+
+def test_responses_are_written_as_aiohttp_writes_them():
+    from aiohttp import web
+    data, keep = _http.encode_response(_request(), web.json_response({"a": 1}), True)
+    status, headers, body = _split(data)
+    assert status == "HTTP/1.1 200 OK" and keep
+    assert headers["Content-Type"] == "application/json; charset=utf-8"
+    assert headers["Content-Length"] == str(len(body)) and json.loads(body) == {"a": 1}
+    assert "Date" in headers and "Server" in headers and "Connection" not in headers
+    data, _ = _http.encode_response(_request("HEAD"), web.Response(text="abc"), True)
+    status, headers, body = _split(data)
+    assert headers["Content-Length"] == "3" and body == b""
+    data, _ = _http.encode_response(_request(), web.Response(status=204), True)
+    status, headers, body = _split(data)
+    assert status == "HTTP/1.1 204 No Content" and "Content-Length" not in headers
+    data, _ = _http.encode_response(_request(), web.Response(body=b"xy"), True)
+    assert _split(data)[1]["Content-Type"] == "application/octet-stream"
+    data, keep = _http.encode_response(_request(version=(1, 0)), web.Response(), True)
+    status, headers, _ = _split(data)
+    assert status.startswith("HTTP/1.0 200") and headers["Connection"] == "keep-alive"
+    data, keep = _http.encode_response(_request(), web.Response(), False)
+    assert _split(data)[1]["Connection"] == "close" and not keep
+    forced = web.Response()
+    forced.force_close()
+    assert not _http.encode_response(_request(), forced, True)[1]
+
+
+@pytest.mark.parametrize("make", [
+    lambda web: web.StreamResponse(),
+    lambda web: _chunked(web),
+    lambda web: web.Response(body=_io_payload()),
+    lambda web: web.Response(headers={"X-Bad": "a\r\nInjected: yes"}),
+    lambda web: None,
+])
+def test_what_the_fast_path_cannot_write_is_a_logged_500(make, caplog):
+    from aiohttp import web
+    data, keep = _http.encode_response(_request(), make(web), True)
+    assert data.startswith(b"HTTP/1.1 500 ") and not keep
+    assert b"Injected" not in data
+    assert any("bug" in r.getMessage() for r in caplog.records)
+
+
+def _chunked(web):
+    resp = web.Response(text="x")
+    resp.enable_chunked_encoding()
+    return resp
+
+
+def _io_payload():
+    import io
+    return io.BytesIO(b"payload")
