@@ -14,7 +14,12 @@ pod once a cycle, and the pods matching each recently seen term of incoming pods
 that changed since the last cycle are recounted. When neither the pod nor any pod in the
 snapshot has (anti-)affinity, PreFilter and PreScore answer SKIP without looking at nodes
 (with the handle's ``node_infos_with_pod_affinity``, or one cheap pass otherwise). ``sign``
-answers a constant exactly when the pod has no terms and no existing pod's term selects it.
+answers a constant exactly when the pod has no terms and no existing pod's term selects it,
+and a *node-local* fragment when everything Filter checks lives on the node itself: the pod
+has only required anti-affinity terms, all over ``kubernetes.io/hostname`` and not depending
+on namespace labels, the existing terms selecting it are required anti-affinity terms over
+``kubernetes.io/hostname`` too, no existing term would score it, and no two nodes share a
+hostname label (a domain is then one node, and the node's generation covers it).
 """
 
 from __future__ import annotations
@@ -27,9 +32,9 @@ from typing import Any
 from pilothouse.interfaces.scheduler import (MAX_NODE_SCORE, CycleState, Handle, NodeInfo,
                                              Status)
 
-from pilothouse_sched_default._helpers import (AffinityInfoCache, AffinityTerm, Contribution,
-                                               NodeView, PodAffinityInfo, TopologyCounts,
-                                               matches_all)
+from pilothouse_sched_default._helpers import (HOSTNAME, AffinityInfoCache, AffinityTerm,
+                                               Contribution, NodeView, PodAffinityInfo,
+                                               TopologyCounts, matches_all)
 
 ERR_AFFINITY = "node(s) didn't match pod affinity rules"
 ERR_ANTI_AFFINITY = "node(s) didn't match pod anti-affinity rules"
@@ -40,6 +45,8 @@ _SCORE_KEY = "InterPodAffinity/score"
 _NONE_KEY = "InterPodAffinity/none"
 #: The view was synced with this cycle's snapshot (PreScore need not do it again).
 _SYNCED_KEY = "InterPodAffinity/synced"
+#: This cycle's node-local sign fragment (see the module docstring).
+_LOCAL_KEY = "InterPodAffinity/local"
 _NONE_SIGNATURE = ("none",)
 _OK = Status()
 _AFFINITY_FAIL = Status.unschedulable(ERR_AFFINITY, resolvable=False)
@@ -101,6 +108,46 @@ class _FilterState:
             self.shared = False
 
 
+class _UniqueLabel:
+    """Whether no two nodes of a :class:`NodeView` share a value of label ``key``, kept up
+    to date from the view's change log (O(changes) per cycle after the first)."""
+
+    __slots__ = ("key", "version", "of", "count", "shared")
+
+    def __init__(self, key: str) -> None:
+        self.key, self.version = key, -1
+        self.of: dict[str, str] = {}  # node name -> its value
+        self.count: dict[str, int] = {}  # value -> nodes having it
+        self.shared = 0  # nodes beyond the first with their value
+
+    def unique(self, view: NodeView) -> bool:
+        if self.version != view.version:
+            names = view.changed_since(self.version)
+            if names is None:
+                self.of, self.count, self.shared = {}, {}, 0
+                names = view.by_name.keys()
+            of, count, key = self.of, self.count, self.key
+            for name in names:
+                old = of.pop(name, None)
+                if old is not None:
+                    n = count[old] - 1
+                    if n:
+                        count[old] = n
+                        self.shared -= 1
+                    else:
+                        del count[old]
+                node = view.by_name.get(name)
+                value = node.labels.get(key) if node is not None else None
+                if value is not None:
+                    of[name] = value
+                    n = count.get(value, 0)
+                    count[value] = n + 1
+                    if n:
+                        self.shared += 1
+            self.version = view.version
+        return not self.shared
+
+
 def _merged(dicts: list[dict]) -> tuple[dict, bool]:
     """The sum of count dicts, and whether it is one of them (shared)."""
     if len(dicts) == 1:
@@ -113,7 +160,7 @@ def _merged(dicts: list[dict]) -> tuple[dict, bool]:
 
 
 class InterPodAffinity:
-    """PreFilter (+ extensions) + Filter + PreScore + Score."""
+    """PreFilter (+ extensions) + Filter + PreScore + Score + Sign (see the module docstring)."""
 
     @dataclasses.dataclass
     class Options:
@@ -134,6 +181,7 @@ class InterPodAffinity:
         self._infos = AffinityInfoCache()
         self._view = NodeView()
         self._cursor: Hashable | None = None  # Handle.node_changes cursor of the view
+        self._hostnames = _UniqueLabel(HOSTNAME)
         self._existing = TopologyCounts(self._existing_terms_on)
         self._incoming: collections.OrderedDict[Hashable, TopologyCounts] = \
             collections.OrderedDict()
@@ -268,7 +316,7 @@ class InterPodAffinity:
             state.write(_NONE_KEY, _NONE)
             return Status.skip()
         view = self._sync(state, nodes)
-        matched, keys = [], []
+        matched, keys, matched_terms = [], [], []
         selected = False  # some existing pod's term selects this pod
         for (kind, term), pairs in self._existing_groups(view).items():
             if kind != _REQ_ANTI and (selected or info.any):
@@ -277,6 +325,7 @@ class InterPodAffinity:
                 selected = True
                 if kind == _REQ_ANTI:
                     matched.append(pairs)
+                    matched_terms.append(term)
                     if term.topology_key not in keys:
                         keys.append(term.topology_key)
         if not matched and not info.required_affinity and not info.required_anti:
@@ -293,7 +342,26 @@ class InterPodAffinity:
                           matches_all(info.required_affinity, pod, self._ns_labels),
                           tuple(keys), shared or anti_shared or bool(info.required_affinity))
         state.write(_FILTER_KEY, st)
+        local = self._node_local(pod, info, view, matched_terms, keys)
+        if local is not None:
+            state.write(_LOCAL_KEY, _Marker(local))
         return _OK
+
+    def _node_local(self, pod: dict, info: PodAffinityInfo, view: NodeView,
+                    matched_terms: list[AffinityTerm], keys: list[str]) -> Hashable | None:
+        """The node-local sign fragment (module docstring), or None."""
+        if info.required_affinity or info.preferred_affinity or info.preferred_anti:
+            return None
+        if any(t.topology_key != HOSTNAME or not t.indexable for t in info.required_anti):
+            return None
+        if any(k != HOSTNAME for k in keys):
+            return None
+        for (kind, term), _ in self._existing_groups(view).items():
+            if kind != _REQ_ANTI and term.matches(pod, self._ns_labels):
+                return None  # PreScore would score it: counts over whole domains
+        if not self._hostnames.unique(view):
+            return None
+        return ("hostname-local", info.required_anti, frozenset(matched_terms))
 
     def pre_filter_add_pod(self, state: CycleState, pod: dict, pod_to_add: dict,
                            node: NodeInfo) -> Status:
@@ -343,8 +411,12 @@ class InterPodAffinity:
 
     def sign(self, state: CycleState, pod: dict) -> Hashable | None:
         """A constant when the pod has no terms and no existing pod's term selects it (Filter
-        passes every node, PreScore skips); else None: results depend on other nodes."""
-        return _NONE_SIGNATURE if state.get(_NONE_KEY) is not None else None
+        passes every node, PreScore skips); the node-local fragment PreFilter found (module
+        docstring); else None: results depend on other nodes."""
+        if state.get(_NONE_KEY) is not None:
+            return _NONE_SIGNATURE
+        local = state.get(_LOCAL_KEY)
+        return local.value if local is not None else None
 
     # ---------------------------------------------------------------- score
 

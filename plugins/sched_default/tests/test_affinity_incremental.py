@@ -236,8 +236,12 @@ def test_counts_kept_across_cycles_match_counting_from_scratch(seed, options):
             fresh, _ = plugin_with(nodes, namespaces, **options)
             got = run(kept, p, nodes)
             assert got == run(fresh, p, nodes)
-            if got[2] is not None:  # signed: every node passes, nothing scores
+            if got[2] == ("none",):  # signed: every node passes, nothing scores
                 assert all(s.ok for s in got[0].values()) and not any(got[1].values())
+            elif got[2] is not None:  # signed node-locally: each node decides alone
+                assert got[2][0] == "hostname-local" and not any(got[1].values())
+                assert got[0] == {n.name: reference_filter(p, [n], ns_labels)[n.name]
+                                  for n in nodes}
             assert got[0] == reference_filter(p, nodes, ns_labels)
             assert got[1] == reference_scores(
                 p, nodes, ns_labels, options.get("hardPodAffinityWeight", 1),
@@ -264,7 +268,7 @@ def test_anti_affinity_counts_follow_node_changes_recounting_only_changed_nodes(
         free = [n.name for n in nodes if not n.pods]
         statuses, _, sig = run(plugin, p, nodes)
         assert [name for name, s in statuses.items() if s.ok] == free
-        assert sig is None
+        assert sig[0] == "hostname-local"  # one node per hostname: each node decides alone
         k = names.index(free[0])
         info = nodes[k].clone()
         info.add_pod(placed(p, info.name))
@@ -361,6 +365,19 @@ def test_sign_of_inter_pod_affinity():
     cache = pod("c", labels={"app": "cache"})
     state = CycleState()
     assert plugin.pre_filter(state, cache, others).code is Code.SUCCESS
+    local = plugin.sign(state, cache)  # over hostnames: node-local
+    assert local[0] == "hostname-local"
+    # the same term over zones: no longer node-local
+    zonal = plain + [node("n2", labels={ZONE: "a"}, pods=[pod("fan-z", affinity={
+        "podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [term(ZONE, "cache")]}})])]
+    state = CycleState()
+    assert plugin.pre_filter(state, cache, zonal).code is Code.SUCCESS
+    assert plugin.sign(state, cache) is None
+    # two nodes with one hostname: not node-local either
+    twins = others + [node("n3", labels={HOST: "n2"})]
+    state = CycleState()
+    assert plugin.pre_filter(state, cache, twins).code is Code.SUCCESS
     assert plugin.sign(state, cache) is None
 
 

@@ -3,6 +3,8 @@ and without per-node result reuse (pilothouse.scheduler.testing.CycleRunner)."""
 
 import random
 
+import pytest
+
 from pilothouse.interfaces.scheduler import CycleState, Sign
 from pilothouse.scheduler import ProfilePlugin
 from pilothouse.scheduler.testing import CycleRunner
@@ -210,31 +212,129 @@ def affinity_pods(count=260):
     return out
 
 
-def test_inter_pod_affinity_follows_the_snapshot_feed_as_a_full_rescan_would():
-    """InterPodAffinity keeps its topology counts from Handle.node_changes; the same
-    placements as when it compares every node each cycle, with nodes changing, leaving and
-    coming back, and with or without signature reuse."""
+def affinity_node(i, variant=0, shared_hostnames=False):
+    obj = node_obj(i, variant)
+    if shared_hostnames and i % 10 < 2:  # n0/n1, n10/n11, ...: one hostname for two nodes
+        obj["metadata"]["labels"]["kubernetes.io/hostname"] = f"shared-{i // 10}"
+    return obj
+
+
+@pytest.mark.parametrize("shared_hostnames", [False, True])
+def test_inter_pod_affinity_follows_the_snapshot_feed_as_a_full_rescan_would(
+        shared_hostnames):
+    """InterPodAffinity keeps its topology counts from Handle.node_changes and signs
+    hostname-only anti-affinity node-locally; the same placements as when it compares every
+    node each cycle and signs nothing (no reuse), with nodes changing, leaving and coming
+    back, and with hostnames that are not unique."""
     pods = affinity_pods()
-    results = []
+    results, filtered = [], []
     for reuse, feed in ((True, True), (False, False), (True, False)):
         random.seed(3)
+        calls = []
+
+        class Counting(InterPodAffinity):
+            def filter(self, state, pod, node):
+                calls.append(node.name)
+                return super().filter(state, pod, node)
         runner = CycleRunner(profile()[:6] + [
             ProfilePlugin("PodTopologySpread", PodTopologySpread(), 2),
-            ProfilePlugin("InterPodAffinity", InterPodAffinity(), 2)] + profile()[6:],
+            ProfilePlugin("InterPodAffinity", Counting(), 2)] + profile()[6:],
             reuse=reuse)
         if not feed:
             runner.framework.handle.node_changes = None
         for i in range(120):
-            runner.add_node(node_obj(i))
+            runner.add_node(affinity_node(i, shared_hostnames=shared_hostnames))
         out = []
         for i, p in enumerate(pods):
             if i % 20 == 10:
-                runner.add_node(node_obj(i % 120, variant=i))
+                runner.add_node(affinity_node(i % 120, i, shared_hostnames))
             if i % 45 == 30:
                 runner.remove_node(node_obj(i % 120))
             if i % 45 == 40:
-                runner.add_node(node_obj((i - 10) % 120))
+                runner.add_node(affinity_node((i - 10) % 120, 0, shared_hostnames))
+            if i == 130:  # two nodes come to share a hostname, then part again
+                runner.add_node(affinity_node(57, i, True) | {"metadata": {
+                    **node_obj(57)["metadata"], "labels": {
+                        **node_obj(57)["metadata"]["labels"],
+                        "kubernetes.io/hostname": "n58"}}})
+            if i == 190:
+                runner.add_node(affinity_node(57, i, shared_hostnames))
             out.append(runner.schedule(p))
         results.append(out)
+        filtered.append(len(calls))
     assert results[0] == results[1] == results[2]
     assert sum(not r.startswith("0/") for r in results[0]) > 100
+    if not shared_hostnames:
+        assert filtered[0] < filtered[1]  # anti-affinity pods reused their results
+
+
+def _affinity_runner(reuse):
+    random.seed(17)
+    return CycleRunner([ProfilePlugin("NodeResourcesFit", NodeResourcesFit(), 1),
+                        ProfilePlugin("InterPodAffinity", InterPodAffinity(), 2)], reuse=reuse)
+
+
+def _anti(color, key):
+    return {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"color": color}}, "topologyKey": key}]}}
+
+
+HOST, ZONE = "kubernetes.io/hostname", "topology.kubernetes.io/zone"
+
+
+def _place(runner, name, node, **kw):
+    p = pod(name, cpu="1", **kw)
+    p["spec"]["priority"], p["spec"]["nodeName"] = 0, node
+    runner.add_pod(p)
+
+
+def _nodes(runner, *specs):
+    for name, cpu, labels in specs:  # distinct sizes: no ties between scores
+        runner.add_node(node_api_obj(name, cpu=cpu, labels=labels))
+
+
+def _shared_hostname(runner):
+    """A and B share a hostname: once a red pod runs on A, B is in its domain too (with
+    stored results, B would still pass: it did not change)."""
+    _nodes(runner, ("x", "64", {HOST: "hx"}), ("a", "16", {HOST: "h"}),
+           ("b", "8", {HOST: "h"}), ("c", "4", {HOST: "hc"}))
+    red = dict(labels={"color": "red"}, affinity=_anti("red", HOST))
+    return [runner.schedule(pod(f"r{i}", cpu="1", **red)) for i in range(3)]
+
+
+def _existing_zone_term(runner):
+    """Green pods' own term is node-local, but existing guards' zone terms select them: a
+    guard arriving on D rules out C, which did not change."""
+    _nodes(runner, ("a", "64", {ZONE: "z0"}), ("b", "16", {ZONE: "z0"}),
+           ("c", "8", {ZONE: "z1"}), ("d", "4", {ZONE: "z1"}), ("e", "2", {ZONE: "z2"}))
+    _place(runner, "guard1", "e", labels={"role": "guard"}, affinity=_anti("green", ZONE))
+    green = dict(labels={"color": "green"}, affinity=_anti("green", HOST))
+    out = [runner.schedule(pod("g1", cpu="1", **green)),
+           runner.schedule(pod("g2", cpu="1", **green))]
+    _place(runner, "guard2", "d", labels={"role": "guard"}, affinity=_anti("green", ZONE))
+    out.append(runner.schedule(pod("g3", cpu="1", **green)))
+    return out
+
+
+def _own_zone_term(runner):
+    """The pod's own term is over zones: a yellow pod arriving on D rules out C too."""
+    _nodes(runner, ("f", "64", {ZONE: "z2"}), ("a", "8", {ZONE: "z0"}),
+           ("c", "20", {ZONE: "z1"}), ("d", "4", {ZONE: "z1"}))  # F 97, C 96, then F 95
+    averse = dict(labels={"app": "w"}, affinity=_anti("yellow", ZONE))
+    out = [runner.schedule(pod("w1", cpu="1", **averse))]
+    _place(runner, "y1", "d", labels={"color": "yellow"})
+    out.append(runner.schedule(pod("w2", cpu="1", **averse)))  # C would be the best
+    return out
+
+
+@pytest.mark.parametrize("scenario,expected", [
+    (_shared_hostname, ["x", "a", "c"]),
+    (_existing_zone_term, ["a", "b", "0/5 nodes are available: 2 node(s) didn't match pod "
+                           "anti-affinity rules, 3 node(s) didn't satisfy existing pods "
+                           "anti-affinity rules."]),
+    (_own_zone_term, ["f", "f"])])
+def test_inter_pod_affinity_signs_node_locally_only_when_domains_are_nodes(scenario,
+                                                                           expected):
+    """Where a domain spans nodes, a change on one node changes what Filter says on others:
+    no node-local signature then (stored results would place the third pod wrongly)."""
+    assert scenario(_affinity_runner(True)) == scenario(_affinity_runner(False)) == expected
