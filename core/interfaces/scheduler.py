@@ -714,7 +714,14 @@ class Score(Protocol):
         """Map raw scores (node name → score) into [0, MAX_NODE_SCORE]. Called once after
         all nodes are scored; the framework then multiplies by the configured weight, sums
         over the profile's Score plugins and picks the highest total. Return ``scores``
-        itself when the raw scores already lie in range."""
+        itself when the raw scores already lie in range.
+
+        A plugin whose raw scores always lie in range and whose ``normalize_scores`` always
+        returns them unchanged may say so with a class attribute ``scores_normalized =
+        True`` (since 0.2): the framework then neither builds the dict nor calls
+        ``normalize_scores`` for it (the range check still applies; an out-of-range score
+        is an error). Without the attribute (or with any other value) it is called as
+        described."""
 
 
 @runtime_checkable

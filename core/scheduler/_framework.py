@@ -213,7 +213,9 @@ class Framework:
         self.pre_filter_ext = [(p.name, p.plugin) for p in having(PreFilterExtensions)]
         self.post_filter = [(p.name, p.plugin.post_filter) for p in having(PostFilter)]
         self.pre_score = [(p.name, p.plugin.pre_score) for p in having(PreScore)]
-        self.score = [(p.name, p.plugin.score, p.plugin.normalize_scores, p.weight)
+        self.score = [(p.name, p.plugin.score,
+                       None if getattr(p.plugin, "scores_normalized", False) is True
+                       else p.plugin.normalize_scores, p.weight)
                       for p in having(Score) if p.weight > 0]
         self.reserve = [(p.name, p.plugin) for p in having(Reserve)]
         self.permit = [(p.name, p.plugin.permit) for p in having(Permit)]
@@ -594,7 +596,7 @@ class Framework:
                 raw = {n.name: await score(state, pod, n) for n in nodes}
             else:
                 raw = {n.name: score(state, pod, n) for n in nodes}
-            normalized = await _call(normalize, state, pod, raw)
+            normalized = raw if normalize is None else await _call(normalize, state, pod, raw)
             values = normalized.values()
             if values and not (0 <= min(values) and max(values) <= MAX_NODE_SCORE):
                 _out_of_range(name, normalized)
@@ -635,6 +637,13 @@ class Framework:
                         j = values.index(None, j + 1)
                     except ValueError:
                         break
+            if normalize is None:  # scores_normalized: no dict, no call
+                if values and not (0 <= min(values) and max(values) <= MAX_NODE_SCORE):
+                    _out_of_range(name, dict(zip(names, values)))
+                if weight != 1:
+                    values = list(map(operator.mul, values, itertools.repeat(weight)))
+                totals = values if totals is None else list(map(operator.add, totals, values))
+                continue
             raw = dict(zip(names, values))
             normalized = await _call(normalize, state, pod, raw)
             checked = normalized.values()

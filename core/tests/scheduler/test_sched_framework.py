@@ -81,6 +81,26 @@ def test_normalized_scores_out_of_range_are_an_error():
         run(fw.run_score(CycleState(), POD, [node("n1")], set()))
 
 
+def test_scores_normalized_plugins_are_not_normalized_but_still_checked():
+    class InRange:
+        scores_normalized = True
+
+        def __init__(self, value=40):
+            self.value = value
+
+        def score(self, state, pod, node):
+            return self.value + int(node.labels.get("a", "0"))
+
+        def normalize_scores(self, state, pod, scores):
+            raise AssertionError("called")
+    fw = Framework("p", [ProfilePlugin("S", InRange(), weight=2)])
+    nodes = [node("n1", a="1"), node("n2", a="5")]
+    assert run(fw.run_score(CycleState(), POD, nodes, set())) == {"n1": 82, "n2": 90}
+    fw = Framework("p", [ProfilePlugin("S", InRange(500))])
+    with pytest.raises(ValueError, match="outside"):
+        run(fw.run_score(CycleState(), POD, nodes, set()))
+
+
 def test_ties_are_broken_at_random_among_the_best_only():
     seen = collections.Counter(Framework.select_host({"a": 5, "b": 7, "c": 7, "d": 7})
                                for _ in range(3000))

@@ -430,6 +430,8 @@ def _random_cycle_run(seed, reuse, *, profile="plain", percentage=0, nodes=160, 
     from pilothouse.scheduler._framework import FitError
     rng = random.Random(seed)
     fit = AsyncFit() if profile == "async" else Fit()
+    if profile == "in-range":
+        fit.scores_normalized = True  # Fit's scores are 0..100 and normalize returns them
     plugins = [ProfilePlugin("Fit", fit, weight=2), ProfilePlugin("Zone", Zone()),
                ProfilePlugin("Spread", Spread(), weight=3)]
     if profile == "unsigned":
@@ -493,7 +495,7 @@ def _random_cycle_run(seed, reuse, *, profile="plain", percentage=0, nodes=160, 
 
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("profile,percentage", [("plain", 0), ("plain", 100), ("async", 0),
-                                                ("unsigned", 0)])
+                                                ("unsigned", 0), ("in-range", 0)])
 def test_signature_tables_decide_as_the_plain_walk_on_random_clusters(seed, profile,
                                                                       percentage):
     """Placements, the unschedulable statuses of every node, and the rotating start: the
@@ -503,6 +505,8 @@ def test_signature_tables_decide_as_the_plain_walk_on_random_clusters(seed, prof
     assert with_reuse == without
     assert any(r[0] == "unschedulable" for r in without)
     assert sum(r[0] != "unschedulable" for r in without) > 100
+    if profile == "in-range":  # normalize_scores not called: the same as calling it
+        assert with_reuse == _random_cycle_run(seed, False, percentage=percentage)[0]
     if profile != "unsigned":
         assert runner.framework._results  # the tables were used
 

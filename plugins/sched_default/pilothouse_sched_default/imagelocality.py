@@ -76,6 +76,9 @@ class ImageLocality:
         total = min(max(total, MIN_THRESHOLD), max_threshold)
         return MAX_NODE_SCORE * (total - MIN_THRESHOLD) // (max_threshold - MIN_THRESHOLD)
 
+    #: Raw scores are 0..100 already: the framework need not call normalize_scores.
+    scores_normalized = True
+
     def normalize_scores(self, state: CycleState, pod: dict,
                          scores: dict[str, int]) -> dict[str, int]:
         return scores

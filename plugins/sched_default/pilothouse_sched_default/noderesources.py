@@ -227,6 +227,9 @@ class NodeResourcesFit:
             return int(total / weights + 0.5)
         return total // weights
 
+    #: Raw scores are 0..100 already: the framework need not call normalize_scores.
+    scores_normalized = True
+
     def normalize_scores(self, state: CycleState, pod: dict,
                          scores: dict[str, int]) -> dict[str, int]:
         return scores
