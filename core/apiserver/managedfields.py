@@ -257,6 +257,15 @@ class FieldSet:
 
     def _emit(self) -> tuple[dict, bytes]:
         """A new FieldsV1 tree and its JSON (remembered for the next time)."""
+        tree = _tree_in_order(self._paths)
+        if tree is None:
+            tree = self._tree_general()
+        encoded = _json.dumps(tree)
+        _remember(_ENCODED, self._paths, encoded)
+        return tree, encoded
+
+    def _tree_general(self) -> dict:
+        """The FieldsV1 tree of any set: built from the paths, then sorted level by level."""
         root: dict = {}
         for path in self._paths:
             node = root
@@ -264,10 +273,7 @@ class FieldSet:
                 node = node.setdefault(element, {})
             if path:
                 node[_MEMBER] = True
-        tree = _emit_fields_v1(root)
-        encoded = _json.dumps(tree)
-        _remember(_ENCODED, self._paths, encoded)
-        return tree, encoded
+        return _emit_fields_v1(root)
 
     def _tree(self) -> dict:
         """The FieldsV1 tree for a managedFields entry being written: the tree this set was
@@ -333,6 +339,44 @@ def _emit_fields_v1(node: dict) -> dict:
     for element in _sorted_elements(node) if len(node) > 1 else node:
         out[element] = _emit_fields_v1(node[element])
     return out
+
+
+def _tree_in_order(paths: Iterable[Path]) -> dict | None:
+    """The FieldsV1 tree of ``paths`` in one pass over them in sorted order, or None when an
+    element does not start with f, k or v (then plain string order is not FieldsV1's; see
+    :func:`_sorted_elements`). In sorted order a path comes right before its descendants
+    and siblings come in order, so each node is made in its place, and a member whose
+    successor extends it has children (it gets its ``"."`` first)."""
+    ordered = sorted(paths)
+    root: dict = {}
+    nodes: dict[Path, dict] = {(): root}
+    count = len(ordered)
+    for i, path in enumerate(ordered):
+        if not path:
+            continue
+        last = path[-1]
+        if last[:1] not in _FKV:
+            return None
+        parent = nodes.get(path[:-1])
+        if parent is None:  # under a prefix that is not itself a member
+            parent = root
+            for depth in range(len(path) - 1):
+                element = path[depth]
+                child = parent.get(element)
+                if child is None:
+                    if element[:1] not in _FKV:
+                        return None
+                    child = parent[element] = {}
+                    nodes[path[:depth + 1]] = child
+                parent = child
+        node: dict = {}
+        if i + 1 < count:
+            following = ordered[i + 1]
+            if len(following) > len(path) and following[:len(path)] == path:
+                node["."] = {}
+        parent[last] = node
+        nodes[path] = node
+    return root
 
 
 def _walk_fields_v1(node: dict, path: Path, paths: set) -> None:

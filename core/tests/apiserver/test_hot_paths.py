@@ -597,3 +597,22 @@ def test_keyed_list_elements_of_one_string_key_are_those_of_the_general_encoding
     import pytest
     with pytest.raises(patching.PatchError, match="duplicate entries for key"):
         mf._list_elements(items[:3], conditions, strict=True)
+
+
+def test_fields_v1_built_in_path_order_is_the_level_by_level_tree():
+    import json
+    import random
+    rng = random.Random(3)
+    elements = ["f:a", "f:b", "f:spec", 'k:{"name":"x"}', 'k:{"name":"y"}', 'v:"s"', "v:1",
+                "f:z"]
+    for trial in range(400):
+        paths = set()
+        for _ in range(rng.randint(0, 25)):
+            paths.add(tuple(rng.choice(elements) for _ in range(rng.randint(1, 4))))
+        fields = mf.FieldSet(paths)
+        fast = mf._tree_in_order(fields.paths)
+        assert json.dumps(fast) == json.dumps(fields._tree_general())  # keys in order too
+        assert mf.FieldSet.from_fields_v1(fast) == fields
+    odd = mf.FieldSet([("f:a", "i:0"), ("f:a", "f:b"), ("f:c",)])
+    assert mf._tree_in_order(odd.paths) is None  # index elements: the general tree
+    assert odd.to_fields_v1() == {"f:a": {"f:b": {}, "i:0": {}}, "f:c": {}}
