@@ -47,7 +47,8 @@ Version history: appeared in 0.1. In 0.1 the framework also gained :class:`Handl
 signatures: per-node reuse of Filter and Score results), :func:`freeze`,
 :meth:`Handle.node_infos_with_pod_affinity`,
 :meth:`Handle.node_infos_with_required_anti_affinity`,
-:meth:`Handle.node_infos_with_taints` and :meth:`Handle.node_changes`, and made
+:meth:`Handle.node_infos_with_taints`, :meth:`Handle.node_changes` and the
+``scores_normalized`` attribute of :class:`Score` plugins, and made
 :attr:`NodeInfo.generation` unique across all NodeInfo objects of a process;
 ``NodeInfo.name``, ``labels`` and ``taints`` became plain attributes (same values, read
 faster in per-node loops).
