@@ -476,62 +476,69 @@ class Framework:
         success, skip_code, error = Code.SUCCESS, Code.SKIP, Code.ERROR
         found: list[int] = []
         rejected: dict[int, Status] = {}
-        failed: list[int] = []  # newly stored failures, to drop from cand
+        failed: list[tuple[int, int, Status]] = []  # new known failures: to store at the end
         n = len(cand)
         pos = bisect.bisect_left(cand, start)
         visited = 0
-        while len(found) < want and visited < n:
-            take = min(want - len(found), n - visited)
-            first = (pos + visited) % n
-            end = first + take
-            chunk = cand[first:end] if end <= n else cand[first:] + cand[:end - n]
-            visited += take
-            known = _pick(gens, chunk)
-            try:
-                j = known.index(0)
-            except ValueError:
-                found += chunk  # all known feasible
-                continue
-            done = 0
-            while True:
-                found += chunk[done:j]  # known feasible up to the next unknown one
-                i = chunk[j]
-                node = nodes[i]
-                if i in nominated:
-                    others = list(by_node[node.name].values())
-                    st = await self.filter_node_async(state, pod, node, others) \
-                        if is_async else self.filter_node(state, pod, node, others)
-                else:
-                    if is_async:
-                        st = await self.run_filters_async(state, pod, node)
-                    else:
-                        st = _OK
-                        for plugin, fn in filters:
-                            result = fn(state, pod, node)
-                            if result.code is not success and result.code is not skip_code:
-                                st = result.with_plugin(plugin)
-                                break
-                    if st.code is not error:
-                        gens[i], status[i] = node.generation, st
-                if st is _OK or st.ok:
-                    found.append(i)
-                else:
-                    rejected[i] = st
-                    if gens[i]:
-                        failed.append(i)
-                done = j + 1
+        try:
+            while len(found) < want and visited < n:
+                take = min(want - len(found), n - visited)
+                first = (pos + visited) % n
+                end = first + take
+                chunk = cand[first:end] if end <= n else cand[first:] + cand[:end - n]
+                visited += take
+                known = _pick(gens, chunk)
                 try:
-                    j = known.index(0, done)
+                    j = known.index(0)
                 except ValueError:
-                    break
-            found += chunk[done:]
-        if failed:
-            if len(failed) < 16:
-                for i in failed:
-                    del cand[bisect.bisect_left(cand, i)]
-            else:
-                drop = set(failed)
-                cand[:] = [i for i in cand if i not in drop]
+                    found += chunk  # all known feasible
+                    continue
+                done = 0
+                while True:
+                    found += chunk[done:j]  # known feasible up to the next unknown one
+                    i = chunk[j]
+                    node = nodes[i]
+                    if i in nominated:
+                        others = list(by_node[node.name].values())
+                        st = await self.filter_node_async(state, pod, node, others) \
+                            if is_async else self.filter_node(state, pod, node, others)
+                        store = False
+                    else:
+                        if is_async:
+                            st = await self.run_filters_async(state, pod, node)
+                        else:
+                            st = _OK
+                            for plugin, fn in filters:
+                                result = fn(state, pod, node)
+                                if result.code is not success and \
+                                        result.code is not skip_code:
+                                    st = result.with_plugin(plugin)
+                                    break
+                        store = st.code is not error
+                    if st is _OK or st.ok:
+                        found.append(i)
+                        if store:
+                            gens[i], status[i] = node.generation, st
+                    else:
+                        rejected[i] = st
+                        if store:  # stored at the end: cand must keep "known = feasible"
+                            failed.append((i, node.generation, st))
+                    done = j + 1
+                    try:
+                        j = known.index(0, done)
+                    except ValueError:
+                        break
+                found += chunk[done:]
+        finally:
+            if failed:  # known failures leave cand (also when a plugin raised meanwhile)
+                for i, generation, st in failed:
+                    gens[i], status[i] = generation, st
+                if len(failed) < 16:
+                    for i, _, _ in failed:
+                        del cand[bisect.bisect_left(cand, i)]
+                else:
+                    drop = {i for i, _, _ in failed}
+                    cand[:] = [i for i in cand if i not in drop]
         if found:
             statuses = {nodes[i].name: st for i, st in rejected.items()}
             processed = (found[-1] - start) % total + 1 if len(found) >= want else total

@@ -576,3 +576,32 @@ def test_the_handle_reports_node_changes_since_a_cursor():
     runner.add_node(node("n9"))  # membership: positions move, names unknown
     runner.scheduler.cache.update_snapshot(runner.scheduler.snapshot)
     assert handle.node_changes(cursor2)[1] is None
+
+
+def test_a_filter_raising_midway_leaves_the_table_consistent():
+    """Failures found before a plugin raised are kept as failures (never as feasible)."""
+    outcomes = []
+    for reuse in (True, False):
+        boom = {"on": False}
+
+        class Raising(Fit):
+            def filter(self, state, pod, node):
+                if boom["on"] and node.name == "n7":
+                    raise RuntimeError("plugin bug")
+                return Fit.filter(self, state, pod, node)
+        random.seed(5)
+        runner = CycleRunner([ProfilePlugin("Fit", Raising())], reuse=reuse)
+        for i in range(10):
+            runner.add_node(node(f"n{i}", cpu="1", labels={"tier": "broken"} if i < 5 else None))
+        out = []
+        for step in range(12):
+            boom["on"] = step == 3
+            if step == 3:  # both changed: filtered again, n2 fails, then n7 raises
+                runner.add_node(node("n2", cpu="1", labels={"tier": "broken", "v": "2"}))
+                runner.add_node(node("n7", cpu="1", labels={"v": "2"}))
+            try:
+                out.append(runner.schedule(mkpod("400m")))
+            except RuntimeError:
+                out.append("raised")
+        outcomes.append(out)
+    assert outcomes[0] == outcomes[1] and "raised" in outcomes[0]
