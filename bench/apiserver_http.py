@@ -1,21 +1,25 @@
 #!/usr/bin/env python3
 """API server CPU per request: its own HTTP/1.1 front against aiohttp's, side by side.
 
-    python bench/apiserver_http.py [--store memory|raft] [--rounds 3] [--requests 3000] [--quick]
+    python bench/apiserver_http.py [--store memory|raft] [--rounds 3] [--requests 3000]
+                                   [--slices 6] [--quick]
 
-Starts ``pilothouse apiserver`` in its own process (as ``pilothouse up`` and the scheduler
-benchmark do, so on uvloop when it is installed), once with the default front
-(``pilothouse.apiserver._http``) and once with ``PILOTHOUSE_APISERVER_HTTP=aiohttp``,
-alternating which goes first, ``--rounds`` times. For each, keep-alive clients (bare
-asyncio protocols, on uvloop when installed) send, one kind at a time, with 1 and with 16 clients:
+Starts two ``pilothouse apiserver`` processes (as ``pilothouse up`` and the scheduler
+benchmark do, so on uvloop when it is installed): one with the default front
+(``pilothouse.apiserver._http``), one with ``PILOTHOUSE_APISERVER_HTTP=aiohttp``. Keep-alive
+clients (bare asyncio protocols, on uvloop when installed) then send, one kind at a time,
+with 1 and with 16 clients:
 
 * ``GET`` of one pod;
 * pod create (``POST``, a pod as the load generator of ``bench/scheduler.py`` makes it);
 * ``pods/status`` merge patch (``PATCH``, what a node agent sends when the pod runs).
 
-The figure is the server process's CPU time (its threads' run time, from
-/proc/<pid>/task/*/schedstat) per request, its idle use subtracted; the median over the rounds is printed, with the spread
-(min-max). CPU time, not wall time: the machine is shared, and the clients run beside it.
+Each case's requests go to the two servers in ``--slices`` turns each, alternating which
+goes first, so that what the rest of the (shared) machine does meanwhile falls on both
+alike; ``--rounds`` rounds, each with fresh processes. The figure is the server process's
+CPU time (its threads' run time, from /proc/<pid>/task/*/schedstat) per request, its idle
+use subtracted: the median over the rounds, with the spread (min-max), and the requests per
+second. CPU time, not wall time: the machine is shared, and the clients run beside it.
 """
 
 from __future__ import annotations
@@ -176,38 +180,55 @@ def status_patch(i: int) -> bytes:
     }).encode()
 
 
-async def measure(pid: int, conns: list[Conn], n: int, request, expect: int
-                  ) -> tuple[float, float]:
-    """Server CPU µs per request for ``n`` requests over ``conns`` (idle use subtracted),
-    and the requests per second."""
-    c0, t0 = cpu_seconds(pid), time.perf_counter()
-    await asyncio.sleep(0.5)
-    idle = (cpu_seconds(pid) - c0) / (time.perf_counter() - t0)
-    counter = iter(range(n))
+FRONTS = ("aiohttp", "fast path")
+
+
+class Server:
+    """One API server process under test and its client connections."""
+
+    def __init__(self, front: str, proc: subprocess.Popen, conns: list[Conn]):
+        self.front, self.proc, self.conns = front, proc, conns
+        self.idle = 0.0  # CPU seconds per second when no request is sent
+
+
+async def idle_rate(server: Server, seconds: float = 1.0) -> float:
+    c0, t0 = cpu_seconds(server.proc.pid), time.perf_counter()
+    await asyncio.sleep(seconds)
+    return (cpu_seconds(server.proc.pid) - c0) / (time.perf_counter() - t0)
+
+
+async def run_slice(server: Server, clients: int, indexes: range, request, expect: int
+                    ) -> tuple[float, float]:
+    """Send requests ``indexes`` over ``clients`` connections; the server's CPU seconds
+    (idle use subtracted) and the wall time."""
+    pid = server.proc.pid
+    counter = iter(indexes)
 
     async def worker(conn):
         for i in counter:
             status, body = await request(conn, i)
             if status != expect:
-                raise SystemExit(f"unexpected {status}: {body[:300]!r}")
+                raise SystemExit(f"{server.front}: unexpected {status}: {body[:300]!r}")
     c0, t0 = cpu_seconds(pid), time.perf_counter()
-    await asyncio.gather(*(worker(c) for c in conns))
+    await asyncio.gather(*(worker(c) for c in server.conns[:clients]))
     wall = time.perf_counter() - t0
-    spent = cpu_seconds(pid) - c0 - idle * wall
-    return spent / n * 1e6, n / wall
+    return cpu_seconds(pid) - c0 - server.idle * wall, wall
 
 
-async def one_server(pid: int, port: int, n: int, tag: str) -> dict[tuple[str, int], float]:
-    out = {}
-    conns = [await Conn.open(port) for _ in range(16)]
-    setup = conns[0]
-    status, body = await setup.call("POST", POD_PATH, pod("bench-get"))
-    assert status == 201, body
-    for _ in range(200):  # warm-up: first-request caches, code paths
-        await setup.call("GET", f"{POD_PATH}/bench-get")
+async def one_round(servers: list[Server], n: int, slices: int, tag: str
+                    ) -> dict[str, dict[tuple[str, int], tuple[float, float]]]:
+    """Every case on both servers, in ``slices`` turns each, alternating which goes first:
+    what the rest of the machine does meanwhile falls on both alike."""
+    out: dict[str, dict] = {s.front: {} for s in servers}
+    for server in servers:
+        status, body = await server.conns[0].call("POST", POD_PATH, pod("bench-get"))
+        assert status == 201, body
+        for _ in range(200):  # warm-up: first-request caches, code paths
+            await server.conns[0].call("GET", f"{POD_PATH}/bench-get")
+        server.idle = await idle_rate(server)
+    step = max(1, n // slices)
     for clients in (1, 16):
         prefix = f"{tag}-c{clients}"
-        use = conns[:clients]
 
         async def get(conn, i):
             return await conn.call("GET", f"{POD_PATH}/bench-get")
@@ -218,11 +239,20 @@ async def one_server(pid: int, port: int, n: int, tag: str) -> dict[tuple[str, i
         async def patch(conn, i):
             return await conn.call("PATCH", f"{POD_PATH}/{prefix}-{i}/status",
                                    status_patch(i), "application/merge-patch+json")
-        out[("GET pod", clients)] = await measure(pid, use, n, get, 200)
-        out[("pod create", clients)] = await measure(pid, use, n, create, 201)
-        out[("pods/status patch", clients)] = await measure(pid, use, n, patch, 200)
-    for c in conns:
-        c.close()
+        for case, request, expect in (("GET pod", get, 200), ("pod create", create, 201),
+                                      ("pods/status patch", patch, 200)):
+            spent = {s.front: 0.0 for s in servers}
+            wall = {s.front: 0.0 for s in servers}
+            for k in range(slices):
+                indexes = range(k * step, (k + 1) * step)
+                for server in (servers if k % 2 == 0 else servers[::-1]):
+                    cpu, w = await run_slice(server, clients, indexes, request, expect)
+                    spent[server.front] += cpu
+                    wall[server.front] += w
+            for server in servers:
+                done = step * slices
+                out[server.front][(case, clients)] = (spent[server.front] / done * 1e6,
+                                                      done / wall[server.front])
     return out
 
 
@@ -233,23 +263,32 @@ def spread(values: list[tuple[float, float]]) -> str:
 
 
 async def main(args) -> None:
-    results: dict[str, list[dict]] = {"aiohttp": [], "fast path": []}
-    n = 500 if args.quick else args.requests
+    results: dict[str, list[dict]] = {front: [] for front in FRONTS}
+    n = 600 if args.quick else args.requests
     for rnd in range(args.rounds):
-        order = ("aiohttp", "fast path") if rnd % 2 == 0 else ("fast path", "aiohttp")
-        for front in order:
-            work = tempfile.mkdtemp(prefix="pilothouse-bench-http-")
-            proc, port = start_server(args.store, work, "aiohttp" if front == "aiohttp" else "")
-            try:
-                print(f"round {rnd + 1}/{args.rounds}: {front} (pid {proc.pid})",
-                      file=sys.stderr, flush=True)
-                results[front].append(await one_server(proc.pid, port, n, f"r{rnd}"))
-            finally:
-                stop_server(proc)
-                import shutil
+        servers, works = [], []
+        try:
+            for front in FRONTS:
+                work = tempfile.mkdtemp(prefix="pilothouse-bench-http-")
+                works.append(work)
+                proc, port = start_server(args.store, work, front)
+                servers.append(Server(front, proc, []))
+                servers[-1].conns = [await Conn.open(port) for _ in range(16)]
+            print(f"round {rnd + 1}/{args.rounds}: " + ", ".join(
+                f"{s.front} pid {s.proc.pid}" for s in servers), file=sys.stderr, flush=True)
+            for front, figures in (await one_round(servers, n, args.slices,
+                                                   f"r{rnd}")).items():
+                results[front].append(figures)
+        finally:
+            for server in servers:
+                for conn in server.conns:
+                    conn.close()
+                stop_server(server.proc)
+            import shutil
+            for work in works:
                 shutil.rmtree(work, ignore_errors=True)
     print(f"API server CPU per request in µs (median of {args.rounds} rounds, min-max) and "
-          f"requests/s; store {args.store}, {n} requests per case")
+          f"requests/s; store {args.store}, {n} requests per case in {args.slices} turns")
     print(f"  {'request':<18} {'clients':>7}   {'aiohttp':>24}   {'fast path':>24}   "
           f"{'CPU saved':>9}")
     for case in CASES:
@@ -276,5 +315,7 @@ if __name__ == "__main__":
     parser.add_argument("--store", default="memory", help="store plugin (default memory)")
     parser.add_argument("--rounds", type=int, default=3, help="A/B rounds (default 3)")
     parser.add_argument("--requests", type=int, default=3000, help="requests per case")
-    parser.add_argument("--quick", action="store_true", help="500 requests per case")
+    parser.add_argument("--slices", type=int, default=6,
+                        help="turns each server takes per case (default 6)")
+    parser.add_argument("--quick", action="store_true", help="600 requests per case")
     run(main(parser.parse_args()))
