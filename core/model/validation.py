@@ -460,12 +460,18 @@ def validate_object_meta(obj: dict, namespaced: bool, path: FieldPath | str = "m
             errs += _name_errors(ns, path.child("namespace"), is_dns1123_label)
     elif ns:
         errs.append(FieldError.forbidden(path.child("namespace"), "not allowed on this type"))
-    errs += _nonnegative(meta.get("generation"), path.child("generation"))
-    errs += validate_labels(meta.get("labels"), path.child("labels"))
-    errs += validate_annotations(meta.get("annotations"), path.child("annotations"))
-    errs += _validate_owner_references(meta.get("ownerReferences"), path.child("ownerReferences"))
-    errs += _validate_finalizers(meta.get("finalizers"), path.child("finalizers"))
+    # each check finds nothing in an absent field: its path is made only for a present one
+    for key, check in _META_CHECKS:
+        value = meta.get(key)
+        if value is not None:
+            errs += check(value, path.child(key))
     return errs
+
+
+_META_CHECKS = (("generation", _nonnegative), ("labels", validate_labels),
+                ("annotations", validate_annotations),
+                ("ownerReferences", _validate_owner_references),
+                ("finalizers", _validate_finalizers))
 
 
 def _immutable(new: Any, old: Any, path: FieldPath) -> list[FieldError]:

@@ -616,3 +616,19 @@ def test_fields_v1_built_in_path_order_is_the_level_by_level_tree():
     odd = mf.FieldSet([("f:a", "i:0"), ("f:a", "f:b"), ("f:c",)])
     assert mf._tree_in_order(odd.paths) is None  # index elements: the general tree
     assert odd.to_fields_v1() == {"f:a": {"f:b": {}, "i:0": {}}, "f:c": {}}
+
+
+def test_object_meta_checks_skip_absent_fields_and_report_present_ones():
+    for field, value, wanted in [
+            ("generation", -1, "metadata.generation"), ("labels", {"a b": "x"}, "metadata.labels"),
+            ("annotations", {"a b": "x"}, "metadata.annotations"),
+            ("ownerReferences", "x", "metadata.ownerReferences"),
+            ("finalizers", ["orphan", "foregroundDeletion"], "metadata.finalizers")]:
+        obj = {"metadata": {"name": "n", "namespace": "d", field: value}}
+        errs = validation.validate_object_meta(obj, True)
+        assert errs and all(str(e).startswith(wanted) for e in errs)
+        for absent in (None, ...):
+            meta_ = {"name": "n", "namespace": "d"}
+            if absent is None:
+                meta_[field] = None
+            assert validation.validate_object_meta({"metadata": meta_}, True) == []
