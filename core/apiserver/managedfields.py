@@ -945,9 +945,10 @@ def _now(time: Any) -> str:
 
 
 def _tracked(fields: FieldSet, ignore: Iterable[Path]) -> FieldSet:
-    stripped = FieldSet._of(frozenset(
-        p for p in fields.paths if p not in _STRIP_EXACT and p[:2] != _STRIP_PREFIX))
-    return stripped.without_prefixes(ignore)
+    kept = fields.paths - _STRIP_EXACT
+    if any(len(p) > 1 and p[1] == "f:managedFields" and p[0] == "f:metadata" for p in kept):
+        kept = frozenset(p for p in kept if p[:2] != _STRIP_PREFIX)
+    return FieldSet._of(kept).without_prefixes(ignore)
 
 
 def _ignore_paths(ignore: Iterable[str]) -> list[Path]:

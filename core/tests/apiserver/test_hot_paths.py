@@ -632,3 +632,16 @@ def test_object_meta_checks_skip_absent_fields_and_report_present_ones():
             if absent is None:
                 meta_[field] = None
             assert validation.validate_object_meta({"metadata": meta_}, True) == []
+
+
+def test_tracked_fields_are_those_of_the_plain_filter():
+    paths = [("f:apiVersion",), ("f:metadata",), ("f:metadata", "f:name"),
+             ("f:metadata", "f:labels", "f:a"), ("f:metadata", "f:managedFields"),
+             ("f:metadata", "f:managedFields", "i:0"), ("f:spec", "f:x"), ("f:status",),
+             ("f:status", "f:phase"), ("f:spec",)]
+    for n in range(len(paths) + 1):
+        for ignore in ((), (("f:status",),), (("f:spec", "f:x"),)):
+            fields = mf.FieldSet(paths[:n] + paths[n + 1:])
+            plain = mf.FieldSet(p for p in fields.paths if p not in mf._STRIP_EXACT
+                                and p[:2] != mf._STRIP_PREFIX).without_prefixes(ignore)
+            assert mf._tracked(fields, ignore) == plain
