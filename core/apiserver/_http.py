@@ -77,8 +77,14 @@ _KEEPALIVE_TIMEOUT = 3630.0  # aiohttp's RequestHandler default
 _LINGERING_TIME = 10.0  # aiohttp's: how long an unread request body is read and dropped
 
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_HEAD_RE = re.compile(_TOKEN + rb" [^\x00-\x20\x7f]+ HTTP/[0-9]\.[0-9]\r\n(?:"
-                      + _TOKEN + rb":[\t\x20-\x7e\x80-\xff]*\r\n)*")
+_REQUEST_LINE_RE = re.compile(_TOKEN + rb" [^\x00-\x20\x7f]+ HTTP/[0-9]\.[0-9]")
+_FIELDS_RE = re.compile(rb"(?:" + _TOKEN + rb":[\t\x20-\x7e\x80-\xff]*\r\n)*")
+# A client sends the same header fields request after request: what they say is parsed once
+# (header blocks up to _CACHED_BLOCK bytes, at most _CACHE_SIZE of them, then started over).
+_CACHED_BLOCK = 2048
+_CACHE_SIZE = 512
+_FIELDS: dict[bytes, tuple] = {}
+_HEADER_BLOCKS: dict[tuple, tuple[str, int] | None] = {}
 _HEX_RE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _HANDED_SEGMENTS = frozenset(("watch", "log", "exec", "attach", "portforward", "proxy"))
 _FALSE = frozenset(("0", "f", "F", "FALSE", "false", "False"))
@@ -115,6 +121,44 @@ def parse_query(qs: str) -> MultiDictProxy:
                 name, _, value = part.partition("=")
                 pairs.append((unquote_plus(name), unquote_plus(value)))
     return MultiDictProxy(MultiDict(pairs))
+
+
+def _parse_fields(block: bytes) -> tuple:
+    """A request's header lines (each ending in CRLF) as (headers, hand to aiohttp?, the
+    lower-cased Connection header or None, chunked?, Content-Length or None, Expect?)."""
+    if block and _FIELDS_RE.fullmatch(block) is None:
+        raise _BadRequest(400, "malformed header field")
+    lines = block.decode("utf-8", "surrogateescape").split("\r\n")
+    lines.pop()
+    if len(lines) > MAX_HEADERS:
+        raise _BadRequest(431, "too many header fields")
+    pairs = []
+    for line in lines:
+        if len(line) > MAX_LINE:
+            raise _BadRequest(431, "header field too long")
+        name, _, value = line.partition(":")
+        pairs.append((name, value.strip(" \t")))
+    headers = CIMultiDictProxy(CIMultiDict(pairs))
+    hand_off = "Upgrade" in headers or "Content-Encoding" in headers
+    connection = headers.get("Connection")
+    if connection is not None:
+        connection = connection.lower()
+        hand_off = hand_off or "upgrade" in connection
+    te = headers.get("Transfer-Encoding")
+    lengths = headers.getall("Content-Length", None)
+    length = None
+    if te is not None:
+        if te.lower() != "chunked":
+            hand_off = True
+        elif lengths is not None:
+            raise _BadRequest(400, "both Transfer-Encoding and Content-Length")
+    elif lengths is not None:
+        value = lengths[0]
+        if not (value.isascii() and value.isdigit()) or any(v != value for v in lengths):
+            raise _BadRequest(400, "invalid Content-Length")
+        length = int(value)
+    return (headers, hand_off, connection, te is not None and not hand_off, length,
+            "Expect" in headers)
 
 
 class _BadRequest(Exception):
@@ -375,45 +419,32 @@ class _Connection(asyncio.Protocol):
 
     def _parse(self, buf: bytes, end: int) -> _Request | None:
         """The request whose head ends at ``end``; None: aiohttp's to serve."""
-        head = buf[:end + 2]
-        if _HEAD_RE.fullmatch(head) is None:
-            raise _BadRequest(400, "malformed request line or header")
-        lines = head.decode("utf-8", "surrogateescape").split("\r\n")
-        lines.pop()
-        if len(lines) > MAX_HEADERS + 1:
-            raise _BadRequest(431, "too many header fields")
-        method, target, version = lines[0].split(" ")
-        if len(lines[0]) > MAX_LINE:
+        eol = buf.find(b"\r\n", 0, end + 2)
+        line = buf[:eol]
+        if len(line) > MAX_LINE:
             raise _BadRequest(400, "request line too long")
+        if _REQUEST_LINE_RE.fullmatch(line) is None:
+            raise _BadRequest(400, "malformed request line")
+        block = buf[eol + 2:end + 2]
+        fields = _FIELDS.get(block)
+        if fields is None:
+            fields = _parse_fields(block)
+            if len(block) <= _CACHED_BLOCK:
+                if len(_FIELDS) >= _CACHE_SIZE:
+                    _FIELDS.clear()
+                _FIELDS[block] = fields
+        headers, hand_off, connection, chunked, length, expect = fields
+        method, target, version = line.decode("utf-8", "surrogateescape").split(" ")
         if version == "HTTP/1.1":
             version = HttpVersion11
+            keep_alive = connection is None or "close" not in connection
         elif version == "HTTP/1.0":
             version = HttpVersion10
+            keep_alive = connection is not None and "keep-alive" in connection
         else:
             return None
-        if target[0] != "/" or method == "CONNECT":
+        if hand_off or target[0] != "/" or method == "CONNECT":
             return None
-        pairs = []
-        for line in lines[1:]:
-            if len(line) > MAX_LINE:
-                raise _BadRequest(431, "header field too long")
-            name, _, value = line.partition(":")
-            pairs.append((name, value.strip(" \t")))
-        headers = CIMultiDictProxy(CIMultiDict(pairs))
-        if "Upgrade" in headers or "Content-Encoding" in headers:
-            return None
-        conn = headers.get("Connection")
-        if version is HttpVersion11:
-            keep_alive = True
-            if conn is not None:
-                tokens = conn.lower()
-                if "upgrade" in tokens:
-                    return None
-                keep_alive = "close" not in tokens
-        else:
-            keep_alive = conn is not None and "keep-alive" in conn.lower()
-            if conn is not None and "upgrade" in conn.lower():
-                return None
         raw_path, _, query_string = target.partition("?")
         if "#" in target:
             query_string = query_string.partition("#")[0]
@@ -427,20 +458,9 @@ class _Connection(asyncio.Protocol):
             watch = query.get("watch")
             if watch and watch not in _FALSE:
                 return None
-        te = headers.get("Transfer-Encoding")
-        lengths = headers.getall("Content-Length", None)
-        length = None
-        if te is not None:
-            if te.lower() != "chunked":
-                return None
-            if lengths is not None:
-                raise _BadRequest(400, "both Transfer-Encoding and Content-Length")
+        if chunked:
             self._chunk_left = 0
-        elif lengths is not None:
-            value = lengths[0]
-            if not (value.isascii() and value.isdigit()) or any(v != value for v in lengths):
-                raise _BadRequest(400, "invalid Content-Length")
-            length = int(value)
+        elif length is not None:
             self._body_left = length
         req = _Request(self, method, target, path, query_string, headers, version,
                        keep_alive, length)
@@ -448,8 +468,7 @@ class _Connection(asyncio.Protocol):
         if length is not None and length > rq.MAX_BODY:
             req._too_large = True
             req._error = web.HTTPRequestEntityTooLarge(rq.MAX_BODY, length)
-        if "Expect" in headers:
-            req._expect = True
+        req._expect = expect
         return req
 
     def chunked_body(self, req: _Request) -> bool:
@@ -605,8 +624,13 @@ class _Connection(asyncio.Protocol):
         self._answered = False
         if self._closing or self.closed:
             self._close()
-        elif not self._writing_paused:
-            self._next()
+        elif self._buf:
+            if not self._writing_paused:
+                self._next()
+        elif self._eof:
+            self._close()
+        elif self._reading_paused:
+            self._resume_reading()
 
     def _hand_off(self) -> None:
         """Give the connection, and every byte buffered from this request on, to aiohttp."""
@@ -716,48 +740,98 @@ def encode_response(req: _Request, resp: Any, keep_alive: bool) -> tuple[bytes, 
         return _plain(req, 500, "500 Internal Server Error")
     status = resp.status
     headers = resp.headers
-    lines = [f"HTTP/1.{req.version.minor} {status} {resp.reason}"]
-    no_body_status = status < 200 or status == 204 or status == 304
-    if no_body_status or req.method == "HEAD":
-        if "Transfer-Encoding" in headers or (no_body_status and "Content-Length" in headers):
-            headers = headers.copy()
-            headers.popall("Transfer-Encoding", None)
-            if no_body_status:
-                headers.popall("Content-Length", None)
-        lines.extend([f"{k}: {v}" for k, v in headers.items()])
-        if body and not no_body_status and "Content-Length" not in headers:
-            lines.append(f"Content-Length: {len(body)}")
-        body = b""
-    else:
-        lines.extend([f"{k}: {v}" for k, v in headers.items()])
-        if "Content-Length" not in headers:
-            lines.append(f"Content-Length: {len(body)}")
-            if body and "Content-Type" not in headers:
-                lines.append("Content-Type: application/octet-stream")
-        elif "Content-Type" not in headers and headers["Content-Length"] != "0":
-            lines.append("Content-Type: application/octet-stream")
-    if "Date" not in headers:
-        lines.append(f"Date: {_http_date()}")
-    if "Server" not in headers:
-        lines.append(f"Server: {SERVER_SOFTWARE}")
+    minor = req.version.minor
     if resp.keep_alive is False:
         keep_alive = False
-    connection = headers.get("Connection")
-    if connection is None:
-        if keep_alive:
-            if req.version.minor == 0:
-                lines.append("Connection: keep-alive")
-        elif req.version.minor == 1:
-            lines.append("Connection: close")
-    elif "close" in connection.lower():
-        keep_alive = False
-    lines.append("\r\n")
-    head = "\r\n".join(lines)
-    if head.count("\n") != len(lines) or head.count("\r") != len(lines):
-        log.error("bug: a response header for %s %s holds a line break; answered 500",
-                  req.method, req.raw_path)
+    if status < 200 or status == 204 or status == 304 or req.method == "HEAD":
+        return _encode_bodiless(req, resp, body, keep_alive)
+    found = _header_block(headers)
+    if found is None:
         return _plain(req, 500, "500 Internal Server Error")
-    return (head.encode("utf-8") + body if body else head.encode("utf-8")), keep_alive
+    block, flags = found
+    if not flags & _HAS_LENGTH:
+        block += f"Content-Length: {len(body)}\r\n"
+        if body and not flags & _HAS_TYPE:
+            block += "Content-Type: application/octet-stream\r\n"
+    elif not flags & _HAS_TYPE and headers["Content-Length"] != "0":
+        block += "Content-Type: application/octet-stream\r\n"
+    if not flags & _HAS_DATE:
+        block += f"Date: {_http_date()}\r\n"
+    if flags & _HAS_CONNECTION:
+        if flags & _CONNECTION_CLOSE:
+            keep_alive = False
+    elif keep_alive:
+        if minor == 0:
+            block += "Connection: keep-alive\r\n"
+    elif minor == 1:
+        block += "Connection: close\r\n"
+    head = f"HTTP/1.{minor} {status} {resp.reason}\r\n{block}\r\n".encode("utf-8")
+    return (head + body if body else head), keep_alive
+
+
+_HAS_LENGTH, _HAS_TYPE, _HAS_DATE, _HAS_CONNECTION, _CONNECTION_CLOSE = 1, 2, 4, 8, 16
+
+
+def _header_block(headers) -> tuple[str, int] | None:
+    """A response's own header lines (and Server unless it has one), with flags saying which
+    of the headers written around them it has; None if a value holds a line break (logged).
+    Memoised: responses of a kind have the same headers."""
+    key = tuple(headers.items())
+    found = _HEADER_BLOCKS.get(key)
+    if found is None:
+        text = "".join([f"{k}: {v}\r\n" for k, v in key])
+        if text.count("\n") != len(key) or text.count("\r") != len(key):
+            log.error("bug: a response header holds a line break: %r; answered 500", key)
+            return None
+        flags = 0
+        if "Content-Length" in headers:
+            flags |= _HAS_LENGTH
+        if "Content-Type" in headers:
+            flags |= _HAS_TYPE
+        if "Date" in headers:
+            flags |= _HAS_DATE
+        if "Server" not in headers:
+            text += f"Server: {SERVER_SOFTWARE}\r\n"
+        connection = headers.get("Connection")
+        if connection is not None:
+            flags |= _HAS_CONNECTION | (_CONNECTION_CLOSE if "close" in connection.lower()
+                                        else 0)
+        found = (text, flags)
+        if len(_HEADER_BLOCKS) >= _CACHE_SIZE:
+            _HEADER_BLOCKS.clear()
+        _HEADER_BLOCKS[key] = found
+    return found
+
+
+def _encode_bodiless(req: _Request, resp: web.Response, body: bytes, keep_alive: bool
+                     ) -> tuple[bytes, bool]:
+    """A response to HEAD, or a 1xx, 204 or 304: no body, and the framing headers as aiohttp
+    writes them (Content-Length of the body HEAD would have had; none for 1xx, 204, 304)."""
+    status, headers = resp.status, resp.headers
+    no_body_status = status < 200 or status == 204 or status == 304
+    if "Transfer-Encoding" in headers or (no_body_status and "Content-Length" in headers):
+        headers = headers.copy()
+        headers.popall("Transfer-Encoding", None)
+        if no_body_status:
+            headers.popall("Content-Length", None)
+    found = _header_block(headers)
+    if found is None:
+        return _plain(req, 500, "500 Internal Server Error")
+    block, flags = found
+    if body and not no_body_status and not flags & _HAS_LENGTH:
+        block += f"Content-Length: {len(body)}\r\n"
+    if not flags & _HAS_DATE:
+        block += f"Date: {_http_date()}\r\n"
+    minor = req.version.minor
+    if flags & _HAS_CONNECTION:
+        if flags & _CONNECTION_CLOSE:
+            keep_alive = False
+    elif keep_alive:
+        if minor == 0:
+            block += "Connection: keep-alive\r\n"
+    elif minor == 1:
+        block += "Connection: close\r\n"
+    return f"HTTP/1.{minor} {status} {resp.reason}\r\n{block}\r\n".encode("utf-8"), keep_alive
 
 
 class HTTPServer:
