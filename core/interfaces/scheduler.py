@@ -637,9 +637,9 @@ class Sign(Protocol):
         generation, the Filter status and each Score plugin's raw score. Filtering and scoring
         then use a node's stored result when its generation equals the snapshot NodeInfo's and
         no pod is nominated to the node; otherwise they compute and store it (only for the
-        nodes the cycle reaches: nodes known to fail are passed over without a call, and
-        since 0.2 a cycle's cost follows the nodes changed since the signature's last cycle,
-        not the nodes visited). Unchanged:
+        nodes the cycle reaches; nodes known to fail are passed over without a call, so a
+        cycle costs in proportion to the nodes changed since the signature's last cycle,
+        not to the nodes visited). Unchanged:
         PreScore still runs every cycle on the feasible nodes (SKIP still removes the plugin
         from scoring), normalize_scores runs every cycle on the full raw scores, sampling
         (``percentageOfNodesToScore``, rotating start) is the same, and preemption and other
