@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""The scheduler's CPU per scheduled pod, in one process: no API server, no informers, no
-binding.
+"""The scheduler's CPU per scheduled pod, in one process: no API server (``--churn``: its
+answers simulated in-process).
 
     python bench/scheduler_cycle.py [--nodes N] [--pods P] [--anti [FRACTION]]
                                     [--without PLUGIN,...] [--percentage-of-nodes-to-score PCT]
-                                    [--no-reuse] [--host | --churn] [--profile] [--top K]
+                                    [--no-reuse] [--host | --churn] [--count] [--profile]
+                                    [--top K]
 
 What it measures: the scheduler host's own work for each pod, as ``Scheduler._schedule_one``
 does it, on the default profile built by ``Scheduler.from_config`` (entry points of
@@ -44,6 +45,9 @@ binding, its MODIFIED Running (the hollow node's status report) ``--running-lag`
 after; a node status heartbeat every ``--heartbeat-every`` cycles (5,000 nodes every 300 s
 at 1,000 pods/s: one per 60 pods). Encoding what the API server sends is its work, not the
 scheduler's: that CPU is measured and left out.
+
+``--count`` wraps the profile's Filter and Score methods and prints how many nodes were
+filtered and scored per pod (the busiest plugin's calls): what signature reuse left to do.
 
 Garbage collection is tuned as the component processes tune it (``pilothouse._aio``:
 freeze start-up objects, thresholds 50,000/50/100). Figures are CPU time
