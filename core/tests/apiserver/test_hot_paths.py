@@ -1,6 +1,9 @@
 """The shortcuts of the API server's write path give the answers of the long way round:
 JSON copies, memoised FieldsV1 encoding and decoding, the comparison's skipping of
-unchanged values, the compiled schema walk, memoised syntax checks."""
+unchanged values, the compiled schema walk, memoised syntax checks; updates that start from
+the watch cache's object (and are decided from the store whenever that copy may be stale),
+the watch cache taking the object a write decoded, status writes that keep the patched
+object's own unchanged values, FieldsV1 trees built in path order."""
 
 from __future__ import annotations
 
