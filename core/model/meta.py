@@ -328,7 +328,8 @@ def prepare_for_update(new: dict, old: dict, kind: Kind | str | None = None, *,
     for key in ("uid", "creationTimestamp", "name", "namespace", "deletionTimestamp",
                 "deletionGracePeriodSeconds"):
         if key in old_meta:
-            new_meta[key] = copy.deepcopy(old_meta[key])
+            value = old_meta[key]  # strings and integers are their own copies
+            new_meta[key] = value if type(value) in (str, int) else copy.deepcopy(value)
         else:
             new_meta.pop(key, None)
     gen = int(old_meta.get("generation") or 0)
