@@ -43,6 +43,9 @@ from pilothouse.plugins import load_plugins
 
 from pilothouse.apiserver.server import APIServer
 
+# the bodies the end-to-end benchmark sends (bench/ is this script's sys.path[0])
+from scheduler import pod_dict, status_body  # noqa: E402
+
 NAMESPACE = "bench"
 KINDS = ("pod create", "pods/binding", "pods/status patch", "event create",
          "lease update (PUT)", "pod delete", "pod create, watched")
@@ -94,32 +97,6 @@ def request(method: str, path: str, body: object = None,
         req = _TEMPLATE[0].clone(method=method, rel_url=path, headers=headers)
     req._read_bytes = data  # what BaseRequest.read() returns once the body was read
     return req
-
-
-def pod_body(i: int) -> dict:
-    res = {"cpu": "100m", "memory": "500Mi"}
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": f"pod-{i}", "namespace": NAMESPACE, "labels": {"app": "bench"}},
-            "spec": {"containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10",
-                                     "ports": [{"containerPort": 80}],
-                                     "resources": {"requests": res, "limits": res}}]}}
-
-
-def status_body(i: int) -> dict:
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    ip = f"10.64.{i // 250 % 250}.{i % 250 + 2}"
-    conds = [{"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": now}
-             for t in ("PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready",
-                       "PodScheduled")]
-    return {"status": {
-        "phase": "Running", "conditions": conds, "hostIP": "172.16.0.2",
-        "hostIPs": [{"ip": "172.16.0.2"}], "podIP": ip, "podIPs": [{"ip": ip}],
-        "startTime": now, "qosClass": "Guaranteed",
-        "containerStatuses": [{"name": "pause", "image": "registry.k8s.io/pause:3.10",
-                               "imageID": "registry.k8s.io/pause@sha256:" + "0" * 64,
-                               "containerID": "hollow://" + "1" * 64, "ready": True,
-                               "started": True, "restartCount": 0,
-                               "state": {"running": {"startedAt": now}}, "lastState": {}}]}}
 
 
 def event_body(i: int) -> dict:
@@ -184,7 +161,7 @@ class Bench:
         ns = f"/api/v1/namespaces/{NAMESPACE}"
         k = self.base + i
         if kind in ("pod create", "pod create, watched"):
-            return "POST", f"{ns}/pods", pod_body(k), "application/json"
+            return "POST", f"{ns}/pods", pod_dict(k, False), "application/json"
         if kind == "pods/binding":
             return "POST", f"{ns}/pods/pod-{k}/binding", {
                 "apiVersion": "v1", "kind": "Binding", "metadata": {"name": f"pod-{k}"},

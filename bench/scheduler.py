@@ -579,7 +579,7 @@ async def run_case(args, case: str, workdir: str) -> dict:
 # ---------------------------------------------------------------------------- breakdown
 
 
-def _status_body(i: int) -> dict:
+def status_body(i: int) -> dict:
     """What a hollow node writes through pods/status for a one-container pod."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     ip = f"10.64.{i // 250 % 250}.{i % 250 + 2}"
@@ -659,7 +659,7 @@ async def breakdown(args) -> list[tuple[str, float, float]]:
                     "apiVersion": "v1", "kind": "Binding", "metadata": {"name": f"pod-{i}"},
                     "target": {"apiVersion": "v1", "kind": "Node", "name": "node-1"}}, js))
             await measure("pods/status patch", lambda i: (
-                "PATCH", f"{ns}/pods/pod-{i}/status", _status_body(i),
+                "PATCH", f"{ns}/pods/pod-{i}/status", status_body(i),
                 "application/merge-patch+json"))
             await measure("event create", lambda i: (
                 "POST", f"{ns}/events", {

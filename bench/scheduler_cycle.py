@@ -613,16 +613,7 @@ def main(argv=None) -> None:
         total = time.process_time() - c0
         print(f"placed {placed}/{args.pods}; {1000 * total / args.pods:.3f} ms CPU per pod "
               f"(under cProfile)")
-        for key in ("tottime", "cumulative"):
-            out = io.StringIO()
-            stats = pstats.Stats(prof, stream=out)
-            stats.sort_stats(key)
-            print(f"\ntop {args.top} by {key} (ms per pod: own / cumulative, calls per pod)")
-            width = max(len(_name(f)) for f in stats.fcn_list[:args.top])
-            for func in stats.fcn_list[:args.top]:
-                cc, nc, tt, ct, _ = stats.stats[func]
-                print(f"  {_name(func):<{width}}  {1000 * tt / args.pods:8.3f} "
-                      f"{1000 * ct / args.pods:8.3f}  {nc / args.pods:8.1f}")
+        _print_profile(prof, args)
         return
 
     if args.host:
