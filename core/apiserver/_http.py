@@ -755,6 +755,14 @@ def encode_response(req: _Request, resp: Any, keep_alive: bool) -> tuple[bytes, 
             block += "Content-Type: application/octet-stream\r\n"
     elif not flags & _HAS_TYPE and headers["Content-Length"] != "0":
         block += "Content-Type: application/octet-stream\r\n"
+    head, keep_alive = _finish_head(block, flags, minor, status, resp.reason, keep_alive)
+    return (head + body if body else head), keep_alive
+
+
+def _finish_head(block: str, flags: int, minor: int, status: int, reason: str,
+                 keep_alive: bool) -> tuple[bytes, bool]:
+    """The status line and header block with ``Date`` and ``Connection`` as aiohttp adds
+    them, and whether the connection stays open."""
     if not flags & _HAS_DATE:
         block += f"Date: {_http_date()}\r\n"
     if flags & _HAS_CONNECTION:
@@ -765,8 +773,7 @@ def encode_response(req: _Request, resp: Any, keep_alive: bool) -> tuple[bytes, 
             block += "Connection: keep-alive\r\n"
     elif minor == 1:
         block += "Connection: close\r\n"
-    head = f"HTTP/1.{minor} {status} {resp.reason}\r\n{block}\r\n".encode("utf-8")
-    return (head + body if body else head), keep_alive
+    return f"HTTP/1.{minor} {status} {reason}\r\n{block}\r\n".encode("utf-8"), keep_alive
 
 
 _HAS_LENGTH, _HAS_TYPE, _HAS_DATE, _HAS_CONNECTION, _CONNECTION_CLOSE = 1, 2, 4, 8, 16
@@ -820,18 +827,7 @@ def _encode_bodiless(req: _Request, resp: web.Response, body: bytes, keep_alive:
     block, flags = found
     if body and not no_body_status and not flags & _HAS_LENGTH:
         block += f"Content-Length: {len(body)}\r\n"
-    if not flags & _HAS_DATE:
-        block += f"Date: {_http_date()}\r\n"
-    minor = req.version.minor
-    if flags & _HAS_CONNECTION:
-        if flags & _CONNECTION_CLOSE:
-            keep_alive = False
-    elif keep_alive:
-        if minor == 0:
-            block += "Connection: keep-alive\r\n"
-    elif minor == 1:
-        block += "Connection: close\r\n"
-    return f"HTTP/1.{minor} {status} {resp.reason}\r\n{block}\r\n".encode("utf-8"), keep_alive
+    return _finish_head(block, flags, req.version.minor, status, resp.reason, keep_alive)
 
 
 class HTTPServer:
