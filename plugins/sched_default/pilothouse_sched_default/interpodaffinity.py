@@ -108,44 +108,10 @@ class _FilterState:
             self.shared = False
 
 
-class _UniqueLabel:
-    """Whether no two nodes of a :class:`NodeView` share a value of label ``key``, kept up
-    to date from the view's change log (O(changes) per cycle after the first)."""
-
-    __slots__ = ("key", "version", "of", "count", "shared")
-
-    def __init__(self, key: str) -> None:
-        self.key, self.version = key, -1
-        self.of: dict[str, str] = {}  # node name -> its value
-        self.count: dict[str, int] = {}  # value -> nodes having it
-        self.shared = 0  # nodes beyond the first with their value
-
-    def unique(self, view: NodeView) -> bool:
-        if self.version != view.version:
-            names = view.changed_since(self.version)
-            if names is None:
-                self.of, self.count, self.shared = {}, {}, 0
-                names = view.by_name.keys()
-            of, count, key = self.of, self.count, self.key
-            for name in names:
-                old = of.pop(name, None)
-                if old is not None:
-                    n = count[old] - 1
-                    if n:
-                        count[old] = n
-                        self.shared -= 1
-                    else:
-                        del count[old]
-                node = view.by_name.get(name)
-                value = node.labels.get(key) if node is not None else None
-                if value is not None:
-                    of[name] = value
-                    n = count.get(value, 0)
-                    count[value] = n + 1
-                    if n:
-                        self.shared += 1
-            self.version = view.version
-        return not self.shared
+def _hostname_of(node: NodeInfo) -> Contribution:
+    """The node's hostname label, counted once (TopologyCounts: nodes per hostname)."""
+    value = node.labels.get(HOSTNAME)
+    return [(None, (HOSTNAME, value), 1)] if value is not None else []
 
 
 def _merged(dicts: list[dict]) -> tuple[dict, bool]:
@@ -181,7 +147,7 @@ class InterPodAffinity:
         self._infos = AffinityInfoCache()
         self._view = NodeView()
         self._cursor: Hashable | None = None  # Handle.node_changes cursor of the view
-        self._hostnames = _UniqueLabel(HOSTNAME)
+        self._hostnames = TopologyCounts(_hostname_of)  # no two nodes share one?
         self._existing = TopologyCounts(self._existing_terms_on)
         self._incoming: collections.OrderedDict[Hashable, TopologyCounts] = \
             collections.OrderedDict()
@@ -359,8 +325,9 @@ class InterPodAffinity:
         for (kind, term), _ in self._existing_groups(view).items():
             if kind != _REQ_ANTI and term.matches(pod, self._ns_labels):
                 return None  # PreScore would score it: counts over whole domains
-        if not self._hostnames.unique(view):
-            return None
+        hostnames = self._hostnames.refresh(view)
+        if len(hostnames.totals.get(None, ())) != len(hostnames.nodes):
+            return None  # two nodes share a hostname: a domain spans nodes
         return ("hostname-local", info.required_anti, frozenset(matched_terms))
 
     def pre_filter_add_pod(self, state: CycleState, pod: dict, pod_to_add: dict,
