@@ -647,24 +647,21 @@ class Framework:
             if normalize is None:  # scores_normalized: no dict, no call
                 if values and not (0 <= min(values) and max(values) <= MAX_NODE_SCORE):
                     _out_of_range(name, dict(zip(names, values)))
-                if weight != 1:
-                    values = list(map(operator.mul, values, itertools.repeat(weight)))
-                totals = values if totals is None else list(map(operator.add, totals, values))
-                continue
-            raw = dict(zip(names, values))
-            normalized = await _call(normalize, state, pod, raw)
-            checked = normalized.values()
-            if checked and not (0 <= min(checked) and max(checked) <= MAX_NODE_SCORE):
-                _out_of_range(name, normalized)
-            if normalized is raw and len(raw) == len(names):
-                values = list(raw.values())
-            elif normalized.keys() == raw.keys():
-                values = list(map(normalized.__getitem__, names))
-            else:  # as run_score: a missing node adds 0, an unknown one is a KeyError
-                for node_name in normalized:
-                    if node_name not in raw:
-                        raise KeyError(node_name)
-                values = [normalized.get(n, 0) for n in names]
+            else:
+                raw = dict(zip(names, values))
+                normalized = await _call(normalize, state, pod, raw)
+                checked = normalized.values()
+                if checked and not (0 <= min(checked) and max(checked) <= MAX_NODE_SCORE):
+                    _out_of_range(name, normalized)
+                if normalized is raw and len(raw) == len(names):
+                    values = list(raw.values())
+                elif normalized.keys() == raw.keys():
+                    values = list(map(normalized.__getitem__, names))
+                else:  # as run_score: a missing node adds 0, an unknown one is a KeyError
+                    for node_name in normalized:
+                        if node_name not in raw:
+                            raise KeyError(node_name)
+                    values = [normalized.get(n, 0) for n in names]
             if weight != 1:
                 values = list(map(operator.mul, values, itertools.repeat(weight)))
             totals = values if totals is None else list(map(operator.add, totals, values))
