@@ -346,7 +346,8 @@ async def patch(ctx: "Context") -> web.Response:
     return ctx.respond_object(stored, warnings=warnings)
 
 
-async def _guaranteed_update(ctx: "Context", build, subresource: str) -> dict:
+async def _guaranteed_update(ctx: "Context", build, subresource: str, *,
+                             conflict_resource: str = "") -> dict:
     """Read the object, ``build(current) -> (new, precondition)``, and write ``new`` with
     compare-and-swap on the revision read. ``new`` must share nothing with ``current`` or
     with anything else (it is changed in place). A lost race is retried from a fresh read, unless
@@ -356,7 +357,8 @@ async def _guaranteed_update(ctx: "Context", build, subresource: str) -> dict:
     copy of the object (see :func:`_cached`), which may be behind the store: only a write
     that the store accepts (its compare-and-swap proves the copy was current) ends there;
     anything else (a failed precondition, an error, a conflict, a write that changes
-    nothing) is decided again from the store."""
+    nothing) is decided again from the store. ``conflict_resource`` names the resource in
+    the 409 of a write that kept losing races (default: the kind's)."""
     kind, info = ctx.kind, ctx.info
     dry = dry_run(ctx)
     current = None if dry else _cached(ctx)
@@ -381,7 +383,7 @@ async def _guaranteed_update(ctx: "Context", build, subresource: str) -> dict:
         except errors.Conflict:
             if precondition:
                 raise
-    raise errors.Conflict(kind.plural, info.name, group=kind.group)
+    raise errors.Conflict(conflict_resource or kind.plural, info.name, group=kind.group)
 
 
 def _cached(ctx: "Context") -> dict | None:
@@ -461,48 +463,26 @@ async def bind(ctx: "Context", body) -> web.Response:
         raise errors.Invalid("Binding", info.name, [errors.FieldError.required(
             "target.name")])
     node = body["target"]["name"]
-    cached = None if "dryRun" in ctx.query else _cached(ctx)
-    for _ in range(CAS_RETRIES + (cached is not None)):
-        # the first attempt from the watch cache's copy, as in _guaranteed_update: only a
-        # write the store accepts ends there; anything else is decided from the store
-        if cached is not None:
-            current, from_cache, cached = cached, True, None
-        else:
-            current, from_cache = await ctx.storage.get(info.namespace, info.name), False
-        try:
-            if current["metadata"].get("deletionTimestamp"):
-                raise errors.Conflict("pods/binding", info.name,
-                                      why="pod is being deleted, cannot be assigned to a host")
-            assigned = (current.get("spec") or {}).get("nodeName")
-            if assigned:
-                raise errors.Conflict("pods/binding", info.name,
-                                      why=f"pod {info.name} is already assigned to node "
-                                          f"{assigned!r}")
-            new = _json.copy(current)
-            new["spec"]["nodeName"] = node
-            conds = [c for c in new.setdefault("status", {}).get("conditions", [])
-                     if c.get("type") != "PodScheduled"]
-            conds.append({"type": "PodScheduled", "status": "True",
-                          "lastTransitionTime": ctx.server.now()})
-            new["status"]["conditions"] = conds
-        except errors.StatusError:
-            if from_cache:
-                continue
-            raise
-        try:
-            stored = await ctx.server.update_object(ctx, ctx.kind, new, current,
-                                                    dry_run=dry_run(ctx), subresource="binding")
-        except errors.Conflict:
-            continue
-        except errors.StatusError:
-            if from_cache:
-                continue
-            raise
-        if from_cache and stored is current:
-            continue  # nothing written: decide from the store
-        return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
-                              "status": "Success", "code": 201}, status=201)
-    raise errors.Conflict("pods/binding", info.name)
+
+    def build(current: dict) -> tuple[dict, None]:
+        if current["metadata"].get("deletionTimestamp"):
+            raise errors.Conflict("pods/binding", info.name,
+                                  why="pod is being deleted, cannot be assigned to a host")
+        assigned = (current.get("spec") or {}).get("nodeName")
+        if assigned:
+            raise errors.Conflict("pods/binding", info.name,
+                                  why=f"pod {info.name} is already assigned to node {assigned!r}")
+        new = _json.copy(current)
+        new["spec"]["nodeName"] = node
+        conds = [c for c in new.setdefault("status", {}).get("conditions", [])
+                 if c.get("type") != "PodScheduled"]
+        conds.append({"type": "PodScheduled", "status": "True",
+                      "lastTransitionTime": ctx.server.now()})
+        new["status"]["conditions"] = conds
+        return new, None
+    await _guaranteed_update(ctx, build, "binding", conflict_resource="pods/binding")
+    return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                          "status": "Success", "code": 201}, status=201)
 
 
 async def delete(ctx: "Context") -> web.Response:
