@@ -444,9 +444,8 @@ async def schedule_all_churn(sched: Scheduler, args, phases: list[float]) -> int
     client: EchoClient = sched.client
     loads, dumps = _json.loads, _json.dumps
     clock = time.process_time
-    every = max(1, round(1 / args.anti)) if args.anti else 0
     t0 = clock()
-    wire = [dumps(api_pod(i, every > 0 and i % every == 0)) for i in range(args.pods)]
+    wire = [dumps(pod) for pod in make_pods(args, api_pod)]
     nodes = [dumps(api_node(i)) for i in range(args.nodes)]
     phases[3] += clock() - t0
     t0 = clock()
@@ -539,9 +538,18 @@ def print_counts(calls: collections.Counter | None, pods: int) -> None:
               f"{most['Score'] / pods:.2f} (busiest plugin's calls)")
 
 
-def make_pods(args) -> list[dict]:
+def make_pods(args, make=bench_pod) -> list[dict]:
+    """``args.pods`` pods from ``make(i, anti)``, every ``1 / args.anti``-th with anti-affinity."""
     every = max(1, round(1 / args.anti)) if args.anti else 0
-    return [bench_pod(i, every > 0 and i % every == 0) for i in range(args.pods)]
+    return [make(i, every > 0 and i % every == 0) for i in range(args.pods)]
+
+
+def tune_gc() -> None:
+    """As the component processes (pilothouse._aio): freeze start-up objects, raise the
+    thresholds."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 def main(argv=None) -> None:
@@ -588,9 +596,7 @@ def main(argv=None) -> None:
             del pod["spec"]["priority"]
     sched.cache.update_snapshot(sched.snapshot)
     setup = time.process_time() - t0
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
+    tune_gc()
     fw = sched.frameworks["default-scheduler"]
     want = fw.num_feasible_nodes_to_find(args.nodes, args.percentage_of_nodes_to_score)
     unsigned = [p.name for p in fw.plugins if p.name in {n for n, _ in fw.filter}
@@ -648,9 +654,7 @@ def main(argv=None) -> None:
 
 
 def main_churn(args) -> None:
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
+    tune_gc()
 
     async def run():
         sched = build(args, EchoClient())
