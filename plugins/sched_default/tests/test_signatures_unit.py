@@ -183,16 +183,19 @@ def test_default_plugins_place_the_same_with_and_without_reuse():
     assert sum(not r.startswith("0/") for r in without) > 100
 
 
+def _anti(color, key):
+    return {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"color": color}}, "topologyKey": key}]}}
+
+
+HOST, ZONE = "kubernetes.io/hostname", "topology.kubernetes.io/zone"
+
+
 def affinity_pods(count=260):
     rng = random.Random(5)
-    host, zone = "kubernetes.io/hostname", "topology.kubernetes.io/zone"
-
-    def anti(color, key):
-        return {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
-            {"labelSelector": {"matchLabels": {"color": color}}, "topologyKey": key}]}}
     near = {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
         {"weight": 10, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "db"}},
-                                           "topologyKey": zone}}]}}
+                                           "topologyKey": ZONE}}]}}
     out = []
     for i in range(count):
         kind = rng.random()
@@ -200,10 +203,10 @@ def affinity_pods(count=260):
         extra = {}
         if kind < 0.25:
             labels["color"] = "red"
-            extra["affinity"] = anti("red", host)
+            extra["affinity"] = _anti("red", HOST)
         elif kind < 0.3:
             labels["color"] = "blue"
-            extra["affinity"] = anti("blue", zone)
+            extra["affinity"] = _anti("blue", ZONE)
         elif kind < 0.4:
             extra["affinity"] = near
         p = pod(f"a{i}", cpu="250m", memory="256Mi", labels=labels, **extra)
@@ -272,14 +275,6 @@ def _affinity_runner(reuse):
     random.seed(17)
     return CycleRunner([ProfilePlugin("NodeResourcesFit", NodeResourcesFit(), 1),
                         ProfilePlugin("InterPodAffinity", InterPodAffinity(), 2)], reuse=reuse)
-
-
-def _anti(color, key):
-    return {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
-        {"labelSelector": {"matchLabels": {"color": color}}, "topologyKey": key}]}}
-
-
-HOST, ZONE = "kubernetes.io/hostname", "topology.kubernetes.io/zone"
 
 
 def _place(runner, name, node, **kw):
