@@ -10,7 +10,7 @@ from pilothouse.interfaces.scheduler import (Code, CycleState, NodeInfo, Sign, S
                                              pod_requests)
 from pilothouse.scheduler import Framework, ProfilePlugin
 from pilothouse.scheduler._cache import Cache
-from pilothouse.scheduler._framework import SIGNATURE_KEY
+from pilothouse.scheduler._framework import SIGNATURE_KEY, FitError
 from pilothouse.scheduler.testing import CycleRunner, node, pod
 
 
@@ -427,7 +427,6 @@ def _random_cycle_run(seed, reuse, *, profile="plain", percentage=0, nodes=160, 
     changed, removed and re-added, foreign pods placed and deleted, pods nominated. Returns
     per cycle: the placement or the full per-node statuses of a FitError, and where the next
     cycle starts."""
-    from pilothouse.scheduler._framework import FitError
     rng = random.Random(seed)
     fit = AsyncFit() if profile == "async" else Fit()
     if profile == "in-range":
