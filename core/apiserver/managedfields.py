@@ -468,36 +468,25 @@ def _list_elements(value: list, node: Field, *, strict: bool, path: Path = ()) -
             keys = node.ssa_keys
             if not keys or not isinstance(item, dict):
                 return None
-            if len(keys) == 1:  # the usual one key with a string value: its _dumps inline
-                key = keys[0]
-                value = item.get(key)
-                if type(value) is str:
-                    element = ("k:{" + _encode_string(key) + ":" + _encode_string(value)
-                               + "}")
-                    if element in seen:
-                        if strict:
-                            raise PatchError(
-                                f"{path_to_string(path)}: duplicate entries for key "
-                                f"{path_to_string((element,))}", field=path_to_string(path),
-                                code=422)
-                        continue
-                    seen.add(element)
-                    out.append((element, item))
-                    continue
-            key_values = {}
-            for key in keys:
-                if key in item and item[key] is not None:
-                    key_values[key] = item[key]
-                elif key in node.key_defaults:
-                    key_values[key] = node.key_defaults[key]
-                elif strict:
-                    raise PatchError(
-                        f"{path_to_string(path)}: element {index}: associative list with keys has an "
-                        f"element that omits key field {key!r} (and doesn't have default value)",
-                        field=path_to_string(path), code=422)
-                else:
-                    return None
-            element = "k:" + _dumps(key_values)
+            first = item.get(keys[0]) if len(keys) == 1 else None
+            if type(first) is str:  # the usual one key with a string value: its _dumps inline
+                element = "k:{" + _encode_string(keys[0]) + ":" + _encode_string(first) + "}"
+            else:
+                key_values = {}
+                for key in keys:
+                    if key in item and item[key] is not None:
+                        key_values[key] = item[key]
+                    elif key in node.key_defaults:
+                        key_values[key] = node.key_defaults[key]
+                    elif strict:
+                        raise PatchError(
+                            f"{path_to_string(path)}: element {index}: associative list "
+                            f"with keys has an element that omits key field {key!r} (and "
+                            "doesn't have default value)",
+                            field=path_to_string(path), code=422)
+                    else:
+                        return None
+                element = "k:" + _dumps(key_values)
         if element in seen:
             if strict:
                 raise PatchError(f"{path_to_string(path)}: duplicate entries for key {path_to_string((element,))}",
