@@ -314,6 +314,7 @@ class NodeView:
         """Like :meth:`sync`, when the caller knows which nodes may have changed since the
         last sync (a superset is fine; e.g. from :meth:`Handle.node_changes`): ``names``,
         and ``lookup`` giving each one's current NodeInfo (None: gone). O(names)."""
+        self.nodes = []  # no longer the last list seen (and it would pin replaced NodeInfos)
         by_name = self.by_name
         changed = set()
         for name in names:
