@@ -66,7 +66,7 @@ class _Skipped:
 #: CycleState key holding the :class:`_Table` of the pod's signature (absent: no reuse).
 SIGNATURE_KEY = "pilothouse/signature"
 #: CycleState key holding a :class:`_Walk` (set by find_feasible on the table path).
-FEASIBLE_KEY = "pilothouse/feasible-entries"
+FEASIBLE_KEY = "pilothouse/feasible-walk"
 #: How many signatures keep their per-node results (least recently used dropped first).
 SIGNATURE_CACHE_SIZE = 32
 
