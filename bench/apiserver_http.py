@@ -38,6 +38,9 @@ import time
 
 import yaml
 
+# the bodies the end-to-end benchmark sends (bench/ is this script's sys.path[0])
+from scheduler import pod_dict, status_body  # noqa: E402
+
 POD_PATH = "/api/v1/namespaces/default/pods"
 CASES = ("GET pod", "pod create", "pods/status patch")
 
@@ -157,27 +160,13 @@ class Conn(asyncio.Protocol):
 
 
 def pod(name: str) -> bytes:
-    return json.dumps({
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
-        "spec": {"containers": [{
-            "name": "pause", "image": "registry.k8s.io/pause:3.10",
-            "resources": {"requests": {"cpu": "100m", "memory": "500Mi"},
-                          "limits": {"cpu": "100m", "memory": "500Mi"}}}]}}).encode()
+    body = pod_dict(0, anti=False)
+    body["metadata"].update(name=name, namespace="default")
+    return json.dumps(body).encode()
 
 
 def status_patch(i: int) -> bytes:
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    ip = f"10.64.{i // 250 % 250}.{i % 250 + 2}"
-    conditions = [{"type": t, "status": "True", "lastProbeTime": None,
-                   "lastTransitionTime": now}
-                  for t in ("Initialized", "ContainersReady", "Ready", "PodScheduled")]
-    return json.dumps({"status": {
-        "phase": "Running", "conditions": conditions, "hostIP": "172.16.0.2", "podIP": ip,
-        "podIPs": [{"ip": ip}], "startTime": now,
-        "containerStatuses": [{"name": "pause", "ready": True, "restartCount": 0,
-                               "image": "registry.k8s.io/pause:3.10", "imageID": "",
-                               "started": True, "state": {"running": {"startedAt": now}}}]}
-    }).encode()
+    return json.dumps(status_body(i)).encode()
 
 
 FRONTS = ("aiohttp", "fast path")
