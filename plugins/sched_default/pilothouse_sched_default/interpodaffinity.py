@@ -308,21 +308,21 @@ class InterPodAffinity:
                           matches_all(info.required_affinity, pod, self._ns_labels),
                           tuple(keys), shared or anti_shared or bool(info.required_affinity))
         state.write(_FILTER_KEY, st)
-        local = self._node_local(pod, info, view, matched_terms, keys)
+        local = self._node_local(pod, info, view, matched_terms)
         if local is not None:
             state.write(_LOCAL_KEY, _Marker(local))
         return _OK
 
     def _node_local(self, pod: dict, info: PodAffinityInfo, view: NodeView,
-                    matched_terms: list[AffinityTerm], keys: list[str]) -> Hashable | None:
+                    matched_terms: list[AffinityTerm]) -> Hashable | None:
         """The node-local sign fragment (module docstring), or None."""
         if info.required_affinity or info.preferred_affinity or info.preferred_anti:
             return None
         if any(t.topology_key != HOSTNAME or not t.indexable for t in info.required_anti):
             return None
-        if any(k != HOSTNAME for k in keys):
+        if any(t.topology_key != HOSTNAME for t in matched_terms):
             return None
-        for (kind, term), _ in self._existing_groups(view).items():
+        for kind, term in self._existing_groups(view):
             if kind != _REQ_ANTI and term.matches(pod, self._ns_labels):
                 return None  # PreScore would score it: counts over whole domains
         hostnames = self._hostnames.refresh(view)
