@@ -470,10 +470,7 @@ class Framework:
                 if i is not None:
                     table.forget(i)  # filtered with its nominated pods, never stored
                     nominated.add(i)
-        skipped = state.get(SKIP_FILTER_KEY)
-        filters = skipped.filters if skipped is not None else self.filter
-        is_async = self.filter_async
-        success, skip_code, error = Code.SUCCESS, Code.SKIP, Code.ERROR
+        is_async, error = self.filter_async, Code.ERROR
         found: list[int] = []
         rejected: dict[int, Status] = {}
         failed: list[tuple[int, int, Status]] = []  # new known failures: to store at the end
@@ -504,16 +501,8 @@ class Framework:
                             if is_async else self.filter_node(state, pod, node, others)
                         store = False
                     else:
-                        if is_async:
-                            st = await self.run_filters_async(state, pod, node)
-                        else:
-                            st = _OK
-                            for plugin, fn in filters:
-                                result = fn(state, pod, node)
-                                if result.code is not success and \
-                                        result.code is not skip_code:
-                                    st = result.with_plugin(plugin)
-                                    break
+                        st = await self.run_filters_async(state, pod, node) if is_async \
+                            else self.run_filters(state, pod, node)
                         store = st.code is not error
                     if st is _OK or st.ok:
                         found.append(i)
