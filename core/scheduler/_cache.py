@@ -93,7 +93,9 @@ class Snapshot:
         self._affinity: dict[str, NodeInfo] = {}
         self._anti: dict[str, NodeInfo] = {}
         self._tainted: dict[str, NodeInfo] = {}
-        self._lists: dict[int, list[NodeInfo]] = {}
+        # id of one of the three dicts above -> its values in ``nodes`` order, and each
+        # name's position in that list (see _ordered and Cache.update_snapshot)
+        self._lists: dict[int, tuple[list[NodeInfo], dict[str, int]]] = {}
         self.epoch = next(_epochs)
         self._feed: list[int] = []  # positions replaced, oldest first
         self._feed_base = 0  # the feed position of _feed[0]
@@ -137,9 +139,30 @@ class Snapshot:
         cached = self._lists.get(id(which))
         if cached is None:
             index = self._index
-            cached = sorted(which.values(), key=lambda info: index[info.name])
-            self._lists[id(which)] = cached
-        return cached
+            ordered = sorted(which.values(), key=lambda info: index[info.name])
+            cached = self._lists[id(which)] = (
+                ordered, {info.name: i for i, info in enumerate(ordered)})
+        return cached[0]
+
+    def _patch_lists(self, changes: dict[int, list[str] | None]) -> None:
+        """After an update: drop the ordered list of a dict whose members changed (None);
+        in the list of a dict whose members only got new NodeInfos (their names), put them
+        in place in a copy (plugins may still hold the old list), without sorting again."""
+        lists = self._lists
+        for key, names in changes.items():
+            cached = lists.get(key)
+            if cached is None:
+                continue
+            if names is None:
+                del lists[key]
+                continue
+            which = next(d for d in (self._affinity, self._anti, self._tainted)
+                         if id(d) == key)
+            ordered, positions = cached
+            ordered = list(ordered)
+            for name in names:
+                ordered[positions[name]] = which[name]
+            lists[key] = (ordered, positions)
 
     def with_pod_affinity(self) -> list[NodeInfo]:
         """NodeInfos with ``pods_with_affinity``, in ``nodes`` order."""
@@ -318,27 +341,32 @@ class Cache:
             return
         by_name, affinity, anti = snap.by_name, snap._affinity, snap._anti
         tainted = snap._tainted
+        # per dict: names whose NodeInfo was replaced, or None once its members changed
+        changes: dict[int, list[str] | None] = {id(affinity): [], id(anti): [], id(tainted): []}
         for name in self._dirty:
             if name in self.real:
                 info = by_name[name] = self.infos[name].clone()
-                if info.pods_with_affinity:
-                    affinity[name] = info
-                else:
-                    affinity.pop(name, None)
-                if info.pods_with_required_anti_affinity:
-                    anti[name] = info
-                else:
-                    anti.pop(name, None)
-                if info.taints:
-                    tainted[name] = info
-                else:
-                    tainted.pop(name, None)
+                for which, has in ((affinity, info.pods_with_affinity),
+                                   (anti, info.pods_with_required_anti_affinity),
+                                   (tainted, info.taints)):
+                    if has:
+                        replaced = changes[id(which)]
+                        if replaced is not None and name in which:
+                            replaced.append(name)
+                        else:
+                            changes[id(which)] = None
+                        which[name] = info
+                    elif which.pop(name, None) is not None:
+                        changes[id(which)] = None
             else:
                 by_name.pop(name, None)
-                affinity.pop(name, None)
-                anti.pop(name, None)
-                tainted.pop(name, None)
-        snap._lists.clear()
+                for which in (affinity, anti, tainted):
+                    if which.pop(name, None) is not None:
+                        changes[id(which)] = None
+        if self._membership_changed:
+            snap._lists.clear()  # positions move
+        else:
+            snap._patch_lists(changes)
         if self._membership_changed:
             snap.nodes = [by_name[n] for n in self.real]
             snap.names = list(self.real)

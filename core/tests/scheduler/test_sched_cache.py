@@ -158,6 +158,32 @@ def test_snapshot_lists_the_nodes_with_pod_affinity_incrementally():
     assert [i.name for i in snap.with_pod_affinity()] == ["n1"]  # its pod is still there
 
 
+def test_snapshot_lists_put_replaced_node_infos_in_place_and_sort_only_for_new_members():
+    cache, snap = Cache(), Snapshot()
+    for i in range(5):
+        n = node(f"n{i}")
+        if i % 2 == 0:
+            n["spec"] = {"taints": [{"key": "k", "effect": "PreferNoSchedule"}]}
+        cache.add_node(n)
+    cache.update_snapshot(snap)
+    before = snap.with_taints()
+    assert [i.name for i in before] == ["n0", "n2", "n4"]
+    cache.add_pod(pod("p", cpu="1", node_name="n2"))  # n2 gets a new NodeInfo
+    cache.update_snapshot(snap)
+    after = snap.with_taints()
+    assert [i.name for i in after] == ["n0", "n2", "n4"]
+    assert all(i is snap.get(i.name) for i in after)
+    assert before[1] is not after[1] and before[1].name == "n2"  # an old list is left as it was
+    untainted = node("n2")
+    cache.update_node(untainted)  # n2 leaves the list, n1 joins it
+    tainted = node("n1")
+    tainted["spec"] = {"taints": [{"key": "k", "effect": "NoSchedule"}]}
+    cache.update_node(tainted)
+    cache.update_snapshot(snap)
+    assert [i.name for i in snap.with_taints()] == ["n0", "n1", "n4"]
+    assert all(i is snap.get(i.name) for i in snap.with_taints())
+
+
 def _version(p, rv, **status):
     """``p`` as a later watch event shows it: another resourceVersion and status."""
     return {**p, "metadata": {**p["metadata"], "resourceVersion": rv},
