@@ -23,7 +23,8 @@ class TaintToleration:
     """Filter + PreScore + Score (normalized, reversed: fewer intolerable taints is better)
     + Sign (the pod's tolerations). With a handle, PreScore first asks it for the tainted
     nodes of the whole snapshot (usually none), so it reads no feasible node when no node
-    anywhere has a PreferNoSchedule taint."""
+    anywhere has a PreferNoSchedule taint; when more nodes are tainted than feasible, it
+    reads the feasible ones instead (whichever list is shorter)."""
 
     def __init__(self) -> None:
         self.handle: Handle | None = None
@@ -44,7 +45,9 @@ class TaintToleration:
 
     def pre_score(self, state: CycleState, pod: dict, nodes: list[NodeInfo]) -> Status:
         tainted = getattr(self.handle, "node_infos_with_taints", None)
-        if tainted is not None and not _prefer_no_schedule(tainted()):
+        tainted = tainted() if tainted is not None else None
+        if tainted is not None and len(tainted) <= len(nodes) \
+                and not _prefer_no_schedule(tainted):
             return Status.skip()  # no node has one: the feasible ones neither
         if not any(map(_taints_of, nodes)) or not _prefer_no_schedule(nodes):
             return Status.skip()  # every node would score the same

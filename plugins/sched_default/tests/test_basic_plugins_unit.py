@@ -101,6 +101,26 @@ def test_taint_toleration_pre_score_asks_the_handle_before_reading_feasible_node
     assert scores(tt, pod("p"), [node("x"), node("y")]) == {}
 
 
+def test_taint_toleration_pre_score_reads_the_shorter_of_tainted_and_feasible_nodes():
+    class Counted(list):
+        reads = 0
+
+        def __iter__(self):
+            Counted.reads += 1
+            return super().__iter__()
+    soft = {"key": "a", "effect": "PreferNoSchedule"}
+    hard = Counted(node(f"hard{i}", taints=[GPU]) for i in range(50))
+    handle = TaintedHandle(hard)
+    handle.node_infos_with_taints = lambda: hard  # every node tainted, none softly
+    tt = TaintToleration()
+    tt.set_handle(handle)
+    feasible_nodes = [node("plain"), hard[0]]
+    assert tt.pre_score(CycleState(), pod("p"), feasible_nodes).code is Code.SKIP
+    assert Counted.reads == 0  # 50 tainted nodes, 2 feasible: only the feasible ones read
+    nodes = [node("one", taints=[soft]), node("none")]
+    assert scores(tt, pod("p"), nodes) == {"one": 0, "none": 100}
+
+
 def zone_nodes():
     return [node("a1", labels={"zone": "a", "disk": "ssd", "gen": "3"}),
             node("a2", labels={"zone": "a", "gen": "5"}),
