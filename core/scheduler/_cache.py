@@ -149,15 +149,14 @@ class Snapshot:
         in the list of a dict whose members only got new NodeInfos (their names), put them
         in place in a copy (plugins may still hold the old list), without sorting again."""
         lists = self._lists
-        for key, names in changes.items():
-            cached = lists.get(key)
+        for which in (self._affinity, self._anti, self._tainted):
+            key = id(which)
+            cached, names = lists.get(key), changes[key]
             if cached is None:
                 continue
             if names is None:
                 del lists[key]
                 continue
-            which = next(d for d in (self._affinity, self._anti, self._tainted)
-                         if id(d) == key)
             ordered, positions = cached
             ordered = list(ordered)
             for name in names:
