@@ -12,7 +12,13 @@ with 1 and with 16 clients:
 
 * ``GET`` of one pod;
 * pod create (``POST``, a pod as the load generator of ``bench/scheduler.py`` makes it);
-* ``pods/status`` merge patch (``PATCH``, what a node agent sends when the pod runs).
+* ``pods/status`` merge patch (``PATCH``, what a node agent sends when the pod runs);
+* Lease renewal (``PUT`` of a Lease with the resourceVersion of its last answer, its
+  managedFields left out, as the hollow nodes renew theirs: 100 Leases in turn).
+
+``--cases`` picks some of them (comma-separated names or their first words, e.g.
+``--cases Lease`` for the Lease renewals alone); ``--clients 1`` the one-at-a-time runs only
+(the pattern of the node Leases: one request at a time per keep-alive connection).
 
 Each case's requests go to the two servers in ``--slices`` turns each, alternating which
 goes first, so that what the rest of the (shared) machine does meanwhile falls on both
@@ -42,7 +48,9 @@ import yaml
 from scheduler import pod_dict, status_body  # noqa: E402
 
 POD_PATH = "/api/v1/namespaces/default/pods"
-CASES = ("GET pod", "pod create", "pods/status patch")
+CASES = ("GET pod", "pod create", "pods/status patch", "Lease PUT")
+LEASE_PATH = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
+LEASES = 100
 
 
 def free_port() -> int:
@@ -169,6 +177,27 @@ def status_patch(i: int) -> bytes:
     return json.dumps(status_body(i)).encode()
 
 
+def lease(name: str) -> bytes:
+    return json.dumps({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                       "metadata": {"name": name, "namespace": "default"},
+                       "spec": {"holderIdentity": name, "leaseDurationSeconds": 40,
+                                "renewTime": micro_now()}}).encode()
+
+
+def micro_now() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
+
+
+def renewal(last: bytes) -> bytes:
+    """The hollow node's renewal of the Lease ``last`` answered: that Lease without its
+    managedFields, a new renewTime."""
+    obj = json.loads(last)
+    obj["metadata"].pop("managedFields", None)
+    obj["spec"]["renewTime"] = micro_now()
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
 FRONTS = ("aiohttp", "fast path")
 
 
@@ -178,6 +207,7 @@ class Server:
     def __init__(self, front: str, proc: subprocess.Popen, conns: list[Conn]):
         self.front, self.proc, self.conns = front, proc, conns
         self.idle = 0.0  # CPU seconds per second when no request is sent
+        self.leases: dict[int, bytes] = {}  # the last answer for each Lease renewed
 
 
 async def idle_rate(server: Server, seconds: float = 1.0) -> float:
@@ -204,7 +234,8 @@ async def run_slice(server: Server, clients: int, indexes: range, request, expec
     return cpu_seconds(pid) - c0 - server.idle * wall, wall
 
 
-async def one_round(servers: list[Server], n: int, slices: int, tag: str
+async def one_round(servers: list[Server], n: int, slices: int, tag: str,
+                    cases: tuple[str, ...] = CASES, client_counts: tuple[int, ...] = (1, 16)
                     ) -> dict[str, dict[tuple[str, int], tuple[float, float]]]:
     """Every case on both servers, in ``slices`` turns each, alternating which goes first:
     what the rest of the machine does meanwhile falls on both alike."""
@@ -214,9 +245,16 @@ async def one_round(servers: list[Server], n: int, slices: int, tag: str
         assert status == 201, body
         for _ in range(200):  # warm-up: first-request caches, code paths
             await server.conns[0].call("GET", f"{POD_PATH}/bench-get")
+        if "Lease PUT" in cases:
+            server.leases = {}
+            for k in range(LEASES):
+                status, body = await server.conns[0].call("POST", LEASE_PATH,
+                                                          lease(f"{tag}-lease-{k}"))
+                assert status == 201, body
+                server.leases[k] = body
         server.idle = await idle_rate(server)
     step = max(1, n // slices)
-    for clients in (1, 16):
+    for clients in client_counts:
         prefix = f"{tag}-c{clients}"
 
         async def get(conn, i):
@@ -228,14 +266,28 @@ async def one_round(servers: list[Server], n: int, slices: int, tag: str
         async def patch(conn, i):
             return await conn.call("PATCH", f"{POD_PATH}/{prefix}-{i}/status",
                                    status_patch(i), "application/merge-patch+json")
+        def renew(server):
+            async def put(conn, i):
+                k = i % LEASES
+                status, body = await conn.call("PUT", f"{LEASE_PATH}/{tag}-lease-{k}",
+                                               renewal(server.leases[k]))
+                if status == 200:
+                    server.leases[k] = body
+                return status, body
+            return put
         for case, request, expect in (("GET pod", get, 200), ("pod create", create, 201),
-                                      ("pods/status patch", patch, 200)):
+                                      ("pods/status patch", patch, 200),
+                                      ("Lease PUT", renew, 200)):
+            if case not in cases:
+                continue
             spent = {s.front: 0.0 for s in servers}
             wall = {s.front: 0.0 for s in servers}
             for k in range(slices):
                 indexes = range(k * step, (k + 1) * step)
                 for server in (servers if k % 2 == 0 else servers[::-1]):
-                    cpu, w = await run_slice(server, clients, indexes, request, expect)
+                    cpu, w = await run_slice(server, clients, indexes,
+                                             request(server) if request is renew else request,
+                                             expect)
                     spent[server.front] += cpu
                     wall[server.front] += w
             for server in servers:
@@ -254,6 +306,13 @@ def spread(values: list[tuple[float, float]]) -> str:
 async def main(args) -> None:
     results: dict[str, list[dict]] = {front: [] for front in FRONTS}
     n = 600 if args.quick else args.requests
+    cases = CASES
+    if args.cases:
+        wanted = [w.strip() for w in args.cases.split(",") if w.strip()]
+        cases = tuple(c for c in CASES if any(c == w or c.split()[0] == w for w in wanted))
+        if not cases:
+            raise SystemExit(f"no case matches {args.cases!r}; cases: {', '.join(CASES)}")
+    client_counts = tuple(int(c) for c in args.clients.split(","))
     for rnd in range(args.rounds):
         servers, works = [], []
         try:
@@ -262,11 +321,12 @@ async def main(args) -> None:
                 works.append(work)
                 proc, port = start_server(args.store, work, front)
                 servers.append(Server(front, proc, []))
-                servers[-1].conns = [await Conn.open(port) for _ in range(16)]
+                servers[-1].conns = [await Conn.open(port)
+                                     for _ in range(max(client_counts))]
             print(f"round {rnd + 1}/{args.rounds}: " + ", ".join(
                 f"{s.front} pid {s.proc.pid}" for s in servers), file=sys.stderr, flush=True)
-            for front, figures in (await one_round(servers, n, args.slices,
-                                                   f"r{rnd}")).items():
+            for front, figures in (await one_round(servers, n, args.slices, f"r{rnd}",
+                                                   cases, client_counts)).items():
                 results[front].append(figures)
         finally:
             for server in servers:
@@ -280,8 +340,8 @@ async def main(args) -> None:
           f"requests/s; store {args.store}, {n} requests per case in {args.slices} turns")
     print(f"  {'request':<18} {'clients':>7}   {'aiohttp':>24}   {'fast path':>24}   "
           f"{'CPU saved':>9}")
-    for case in CASES:
-        for clients in (1, 16):
+    for case in cases:
+        for clients in client_counts:
             a = [r[(case, clients)] for r in results["aiohttp"]]
             f = [r[(case, clients)] for r in results["fast path"]]
             saved = 1 - statistics.median(v[0] for v in f) / statistics.median(
@@ -307,4 +367,8 @@ if __name__ == "__main__":
     parser.add_argument("--slices", type=int, default=6,
                         help="turns each server takes per case (default 6)")
     parser.add_argument("--quick", action="store_true", help="600 requests per case")
+    parser.add_argument("--cases", default="",
+                        help=f"comma-separated cases (default all: {', '.join(CASES)})")
+    parser.add_argument("--clients", default="1,16",
+                        help="comma-separated client counts (default 1,16)")
     run(main(parser.parse_args()))
