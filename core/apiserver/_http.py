@@ -402,9 +402,20 @@ class _Connection(asyncio.Protocol):
         if req is None:
             self._hand_off()
             return
+        self._req, self._answered = req, False
+        left = self._body_left
+        if left and len(buf) - end - 4 >= left and req._error is None:
+            # the whole Content-Length body is here (what _feed_body would do, in short)
+            start = end + 4
+            req._body = buf[start:start + left]
+            req._size, self._body_left = left, 0
+            self._buf = rest = buf[start + left:]
+            if self._reading_paused and len(rest) <= _BUFFER_HIGH:
+                self._resume_reading()
+            self._task = self.loop.create_task(self._serve(req))
+            return
         rest = buf[end + 4:]
         self._buf = b""
-        self._req, self._answered = req, False
         if self._body_left or self._chunk_left != -3:
             if rest:
                 rest = self._feed_body(rest)
@@ -724,7 +735,59 @@ def _plain(req: _Request | None, status: int, text: str) -> tuple[bytes, bool]:
 
 def encode_response(req: _Request, resp: Any, keep_alive: bool) -> tuple[bytes, bool]:
     """``resp`` as aiohttp would write it for ``req``, in one piece (see the module), and
-    whether the connection stays open after it."""
+    whether the connection stays open after it.
+
+    What a plain ``web.Response`` with a bytes body and a Content-Type of its own (and no
+    Content-Length, Date or Connection) answers to a request other than HEAD is memoised:
+    the head up to Content-Length's value and what follows it, by status, reason, HTTP
+    minor version, whether the connection stays open and the response's own headers.
+    Anything else, and the first response of a kind, takes :func:`_encode_general`, which
+    fills the memo."""
+    if type(resp) is web.Response and resp._payload_writer is None and not resp._eof_sent \
+            and not resp._chunked and not resp._compression:
+        body = resp._body
+        if type(body) is bytes and req.method != "HEAD":
+            key = (resp._status, resp._reason, req.version.minor,
+                   keep_alive and resp._keep_alive is not False, *resp._headers.items())
+            found = _HEADS.get(key)
+            if found is not None:
+                date = _date_line[1] if int(time.time()) == _date_line[0] else _new_date_line()
+                return b"%s%d\r\n%s%s%s" % (found[0], len(body), date, found[1], body), key[3]
+    return _encode_general(req, resp, keep_alive)
+
+
+# The memo of encode_response: key (status, reason, minor, keep-alive, *header items) ->
+# (the head up to the Content-Length value, the Connection line if any and the blank line)
+_HEADS: dict[tuple, tuple[bytes, bytes]] = {}
+_date_line: list = [0, b""]  # the second and its Date line, as bytes
+
+
+def _new_date_line() -> bytes:
+    text = _http_date()
+    _date_line[0], _date_line[1] = _date[0], f"Date: {text}\r\n".encode("ascii")
+    return _date_line[1]
+
+
+def _remember_head(block: str, minor: int, status: int, reason: str, keep_alive: bool,
+                   headers) -> None:
+    """Memoise for :func:`encode_response` the head :func:`_encode_general` just wrote for
+    a response of this kind (see there which ones): the same bytes, Date and the length
+    aside."""
+    if status < 200 or status == 204 or status == 304:
+        return
+    if keep_alive:
+        connection = "Connection: keep-alive\r\n" if minor == 0 else ""
+    else:
+        connection = "Connection: close\r\n" if minor == 1 else ""
+    if len(_HEADS) >= _CACHE_SIZE:
+        _HEADS.clear()
+    _HEADS[(status, reason, minor, keep_alive, *headers.items())] = (
+        f"HTTP/1.{minor} {status} {reason}\r\n{block}Content-Length: ".encode("utf-8"),
+        f"{connection}\r\n".encode("utf-8"))
+
+
+def _encode_general(req: _Request, resp: Any, keep_alive: bool) -> tuple[bytes, bool]:
+    """:func:`encode_response` for any response (its memo aside)."""
     if not isinstance(resp, web.Response) or resp.prepared or resp.chunked \
             or resp.compression:
         log.error("bug: the HTTP fast path cannot write %r for %s %s (only a plain "
@@ -748,7 +811,8 @@ def encode_response(req: _Request, resp: Any, keep_alive: bool) -> tuple[bytes, 
     found = _header_block(headers)
     if found is None:
         return _plain(req, 500, "500 Internal Server Error")
-    block, flags = found
+    own, flags = found
+    block = own
     if not flags & _HAS_LENGTH:
         block += f"Content-Length: {len(body)}\r\n"
         if body and not flags & _HAS_TYPE:
@@ -756,6 +820,8 @@ def encode_response(req: _Request, resp: Any, keep_alive: bool) -> tuple[bytes, 
     elif not flags & _HAS_TYPE and headers["Content-Length"] != "0":
         block += "Content-Type: application/octet-stream\r\n"
     head, keep_alive = _finish_head(block, flags, minor, status, resp.reason, keep_alive)
+    if flags & _PLAIN_MASK == _HAS_TYPE and type(resp) is web.Response:
+        _remember_head(own, minor, status, resp.reason, keep_alive, headers)
     return (head + body if body else head), keep_alive
 
 
@@ -777,6 +843,7 @@ def _finish_head(block: str, flags: int, minor: int, status: int, reason: str,
 
 
 _HAS_LENGTH, _HAS_TYPE, _HAS_DATE, _HAS_CONNECTION, _CONNECTION_CLOSE = 1, 2, 4, 8, 16
+_PLAIN_MASK = _HAS_LENGTH | _HAS_TYPE | _HAS_DATE | _HAS_CONNECTION
 
 
 def _header_block(headers) -> tuple[str, int] | None:

@@ -609,3 +609,156 @@ def _chunked(web):
 def _io_payload():
     import io
     return io.BytesIO(b"payload")
+
+
+# ------------------------------------------------------------------ fast paths against the general ones
+
+
+def _no_date(data: bytes) -> bytes:
+    import re
+    return re.sub(rb"\r\nDate: [^\r]*\r\n", b"\r\nDate: -\r\n", data)
+
+
+def _responses(web):
+    """Responses of many kinds, made afresh on each call."""
+    yield web.json_response({"a": 1})
+    yield web.Response(body=b'{"kind":"Lease"}', content_type="application/json")
+    yield web.Response(body=b'{"kind":"Status"}', status=201, content_type="application/json")
+    yield web.Response(body=b"{}", status=404, content_type="application/json",
+                       headers={"Retry-After": "1", "Warning": '299 - "w"'})
+    yield web.Response(body=b"x", status=299, reason="Custom Reason",
+                       content_type="text/plain")
+    yield web.Response(body=b"", content_type="application/json")
+    yield web.Response(body=bytearray(b"ba"), content_type="application/json")
+    yield web.Response(body=b"y", content_type="application/json", headers={"Server": "me"})
+    yield web.Response(body=b"y", content_type="application/json",
+                       headers={"Date": "Thu, 01 Jan 1970 00:00:00 GMT"})
+    yield web.Response(body=b"y", content_type="application/json",
+                       headers={"Connection": "close"})
+    yield web.Response(body=b"y", headers={"Content-Length": "1",
+                                           "Content-Type": "application/json"})
+    yield web.Response(body=b"no type")
+    yield web.Response(text="text")
+    yield web.Response(status=204)
+    yield web.Response(status=304, content_type="application/json")
+    forced = web.json_response({"b": 2})
+    forced.force_close()
+    yield forced
+    yield web.HTTPNotFound()
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "HEAD"])
+@pytest.mark.parametrize("version", [(1, 1), (1, 0)])
+@pytest.mark.parametrize("keep_alive", [True, False])
+def test_the_response_memo_writes_what_the_general_path_writes(method, version, keep_alive):
+    from aiohttp import web
+    _http._HEADS.clear()
+    for first, again, reference in zip(_responses(web), _responses(web), _responses(web)):
+        expect = _http._encode_general(_request(method, version), reference, keep_alive)
+        for resp in (first, again):  # the first fills the memo, the second may take it
+            data, keep = _http.encode_response(_request(method, version), resp, keep_alive)
+            assert (_no_date(data), keep) == (_no_date(expect[0]), expect[1]), reference
+    assert bool(_http._HEADS) == (method != "HEAD")  # a HEAD answer is never memoised
+
+
+def test_the_response_memo_is_bounded_and_keyed_by_the_headers(monkeypatch):
+    from aiohttp import web
+    monkeypatch.setattr(_http, "_CACHE_SIZE", 4)
+    _http._HEADS.clear()
+    for i in range(10):
+        resp = web.Response(body=b"z", content_type="application/json",
+                            headers={"X-N": str(i)})
+        data, _ = _http.encode_response(_request(), resp, True)
+        assert f"\r\nX-N: {i}\r\n".encode() in data
+        assert len(_http._HEADS) <= 4
+    resp = web.Response(body=b"z", content_type="application/json", headers={"X-N": "9"})
+    assert b"\r\nX-N: 9\r\n" in _http.encode_response(_request(), resp, True)[0]
+
+
+class _Recorder:
+    """An APIServer stand-in that records the bodies it reads and answers with them."""
+
+    def __init__(self):
+        self.bodies = []
+
+    async def handle(self, request):
+        from aiohttp import web
+        try:
+            body = await request.read()
+        except web.HTTPException as exc:
+            self.bodies.append(exc.status)
+            return web.Response(body=str(exc.status).encode(), status=413,
+                                content_type="text/plain")
+        self.bodies.append(body)
+        return web.Response(body=body, content_type="application/octet-stream")
+
+
+class _Transport:
+    def __init__(self):
+        self.out = b""
+
+    def write(self, data):
+        self.out += data
+
+    def get_extra_info(self, name, default=None):
+        return default
+
+    def can_write_eof(self):
+        return False
+
+    def close(self):
+        pass
+
+    def pause_reading(self):
+        pass
+
+    def resume_reading(self):
+        pass
+
+
+def _feed(pieces) -> tuple[list, bytes]:
+    """Serve the byte strings ``pieces`` (arriving one by one) on one connection; what the
+    handler read and what was written."""
+    class Server:
+        keepalive_timeout, lingering_time = 3630.0, 10.0
+
+    async def go():
+        server = Server()
+        server.loop, server.api, server.connections = asyncio.get_running_loop(), \
+            _Recorder(), set()
+        conn = _http._Connection(server)
+        transport = _Transport()
+        conn.connection_made(transport)
+        for piece in pieces:
+            conn.data_received(piece)
+            for _ in range(5):
+                await asyncio.sleep(0)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        conn.connection_lost(None)
+        return server.api.bodies, transport.out
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("split", ["whole", "bytes", "head-body", "pairs"])
+def test_content_length_bodies_whole_or_in_pieces(split, monkeypatch):
+    monkeypatch.setattr(rq, "MAX_BODY", 64)
+    bodies = [b'{"a":1}', b"", b"x" * 64, b"y" * 65, b"z" * 3, b"\r\n\r\nGET / HTTP/1.1"]
+    reqs = []
+    for i, body in enumerate(bodies):
+        head = f"PUT /x/{i} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+        reqs.append((head.encode(), body))
+    data = b"".join(h + b for h, b in reqs)
+    if split == "whole":
+        pieces = [data]
+    elif split == "bytes":
+        pieces = [data[i:i + 1] for i in range(len(data))]
+    elif split == "head-body":
+        pieces = [p for h, b in reqs for p in (h, b) if p]
+    else:
+        pieces = [data[i:i + 2 * len(data) // 7 + 1]
+                  for i in range(0, len(data), 2 * len(data) // 7 + 1)]
+    seen, out = _feed(pieces)
+    assert seen == [b'{"a":1}', b"", b"x" * 64, 413, b"z" * 3, b"\r\n\r\nGET / HTTP/1.1"]
+    assert _no_date(out) == _no_date(_feed([data[i:i + 1] for i in range(len(data))])[1])
+    assert out.count(b"HTTP/1.1 200 OK\r\n") == 5 and out.count(b"HTTP/1.1 413 ") == 1
