@@ -161,6 +161,66 @@ def _parse_fields(block: bytes) -> tuple:
             "Expect" in headers)
 
 
+# Request lines parsed (the same ones come again: a node's Lease renewal, a list...): a line
+# is remembered the second time it is seen (its hash noted the first time), so that lines
+# seen once (a pod's binding, its status) do not push out the others. Up to _LINES_SIZE of
+# them, each up to _CACHED_LINE bytes, then started over.
+_CACHED_LINE = 512
+_LINES_SIZE = 16384
+_SEEN_SIZE = 65536
+_LINES: dict[bytes, tuple] = {}
+_SEEN: set[int] = set()
+_HANDED = (None, None, None, None, None, None)  # a request line aiohttp serves
+
+
+def _request_line(line: bytes) -> tuple:
+    """A request line (without its CRLF) as (method, target, version, path, query string,
+    query or None if not parsed yet); version None if aiohttp is to serve the request.
+    Raises :class:`_BadRequest` if malformed. Remembers it (see ``_LINES``)."""
+    if len(line) > MAX_LINE:
+        raise _BadRequest(400, "request line too long")
+    if _REQUEST_LINE_RE.fullmatch(line) is None:
+        raise _BadRequest(400, "malformed request line")
+    found = _parse_request_line(line)
+    if len(line) <= _CACHED_LINE:
+        key = hash(line)
+        if key in _SEEN:
+            if len(_LINES) >= _LINES_SIZE:
+                _LINES.clear()
+            _LINES[line] = found
+        else:
+            if len(_SEEN) >= _SEEN_SIZE:
+                _SEEN.clear()
+            _SEEN.add(key)
+    return found
+
+
+def _parse_request_line(line: bytes) -> tuple:
+    method, target, version = line.decode("utf-8", "surrogateescape").split(" ")
+    if version == "HTTP/1.1":
+        version = HttpVersion11
+    elif version == "HTTP/1.0":
+        version = HttpVersion10
+    else:
+        return _HANDED
+    if target[0] != "/" or method == "CONNECT":
+        return _HANDED
+    raw_path, _, query_string = target.partition("?")
+    if "#" in target:
+        query_string = query_string.partition("#")[0]
+        raw_path = raw_path.partition("#")[0]
+    path = URL.build(path=raw_path, encoded=True).path if "%" in raw_path else raw_path
+    if not _HANDED_SEGMENTS.isdisjoint(path.split("/")):
+        return _HANDED
+    query = None
+    if "%" in query_string or "watch" in query_string:
+        query = parse_query(query_string)
+        watch = query.get("watch")
+        if watch and watch not in _FALSE:
+            return _HANDED
+    return method, target, version, path, query_string, query
+
+
 class _BadRequest(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
@@ -432,10 +492,9 @@ class _Connection(asyncio.Protocol):
         """The request whose head ends at ``end``; None: aiohttp's to serve."""
         eol = buf.find(b"\r\n", 0, end + 2)
         line = buf[:eol]
-        if len(line) > MAX_LINE:
-            raise _BadRequest(400, "request line too long")
-        if _REQUEST_LINE_RE.fullmatch(line) is None:
-            raise _BadRequest(400, "malformed request line")
+        info = _LINES.get(line)
+        if info is None:
+            info = _request_line(line)
         block = buf[eol + 2:end + 2]
         fields = _FIELDS.get(block)
         if fields is None:
@@ -445,30 +504,15 @@ class _Connection(asyncio.Protocol):
                     _FIELDS.clear()
                 _FIELDS[block] = fields
         headers, hand_off, connection, chunked, length, expect = fields
-        method, target, version = line.decode("utf-8", "surrogateescape").split(" ")
-        if version == "HTTP/1.1":
-            version = HttpVersion11
+        if hand_off:
+            return None
+        method, target, version, path, query_string, query = info
+        if version is HttpVersion11:
             keep_alive = connection is None or "close" not in connection
-        elif version == "HTTP/1.0":
-            version = HttpVersion10
+        elif version is HttpVersion10:
             keep_alive = connection is not None and "keep-alive" in connection
         else:
-            return None
-        if hand_off or target[0] != "/" or method == "CONNECT":
-            return None
-        raw_path, _, query_string = target.partition("?")
-        if "#" in target:
-            query_string = query_string.partition("#")[0]
-            raw_path = raw_path.partition("#")[0]
-        path = URL.build(path=raw_path, encoded=True).path if "%" in raw_path else raw_path
-        if not _HANDED_SEGMENTS.isdisjoint(path.split("/")):
-            return None
-        query = None
-        if "%" in query_string or "watch" in query_string:
-            query = parse_query(query_string)
-            watch = query.get("watch")
-            if watch and watch not in _FALSE:
-                return None
+            return None  # aiohttp's: another version, a target that is not a path, a watch...
         if chunked:
             self._chunk_left = 0
         elif length is not None:

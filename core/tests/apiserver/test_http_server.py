@@ -762,3 +762,67 @@ def test_content_length_bodies_whole_or_in_pieces(split, monkeypatch):
     assert seen == [b'{"a":1}', b"", b"x" * 64, 413, b"z" * 3, b"\r\n\r\nGET / HTTP/1.1"]
     assert _no_date(out) == _no_date(_feed([data[i:i + 1] for i in range(len(data))])[1])
     assert out.count(b"HTTP/1.1 200 OK\r\n") == 5 and out.count(b"HTTP/1.1 413 ") == 1
+
+
+def _parsed(head: bytes):
+    conn = _http._Connection.__new__(_http._Connection)
+    conn._chunk_left, conn._body_left = -3, 0
+    req = conn._parse(head, len(head) - 4)
+    if req is None:
+        return None
+    return (req.method, req.raw_path, req.path, req.query_string, list(req.query.items()),
+            req.version, req.keep_alive, req.content_length, dict(req.headers))
+
+
+@pytest.mark.parametrize("line", [
+    "GET /api/v1/pods HTTP/1.1", "PUT /apis/coordination.k8s.io/v1/namespaces/n/leases/l "
+    "HTTP/1.1", "GET /a%2Fb/c%20d+e?x=%2B HTTP/1.1", "GET /x?a=1&a=2&b=+c#frag HTTP/1.1",
+    "GET /api/v1/pods?watch=1 HTTP/1.1", "GET /api/v1/pods?watch=false HTTP/1.1",
+    "GET /api/v1/pods?watch=%74rue HTTP/1.1", "GET /api/v1/watch/pods HTTP/1.1",
+    "GET /api/v1/namespaces/d/pods/p/log HTTP/1.1", "GET /api/v1/namespaces/d/pods/logs "
+    "HTTP/1.1", "GET /version HTTP/1.0", "GET /version HTTP/2.0", "CONNECT /x HTTP/1.1",
+    "OPTIONS * HTTP/1.1", "GET http://h/x HTTP/1.1", "GET /" + "a" * 600 + " HTTP/1.1"])
+@pytest.mark.parametrize("fields", ["", "Connection: close\r\n", "Connection: keep-alive\r\n",
+                                    "Content-Length: 2\r\n", "Upgrade: x\r\n"])
+def test_request_lines_read_from_the_memo_are_what_parsing_them_gives(line, fields):
+    head = f"{line}\r\nHost: x\r\n{fields}\r\n".encode()
+    _http._LINES.clear()
+    _http._SEEN.clear()
+    first = _parsed(head)
+    again = [_parsed(head) for _ in range(3)]  # seen once, then remembered, then from it
+    assert again == [first] * 3
+    assert (line.encode() in _http._LINES) == (len(line) <= _http._CACHED_LINE)
+    # another request with the same line but other header fields: its own keep-alive
+    for other in ("", "Connection: close\r\n", "Connection: keep-alive\r\n"):
+        head2 = f"{line}\r\nHost: y\r\n{other}\r\n".encode()
+        _http._LINES.pop(line.encode(), None)
+        fresh = _parsed(head2)
+        _http._LINES.clear()
+        _http._SEEN.clear()
+        _parsed(head)
+        _parsed(head)
+        assert _parsed(head2) == fresh
+
+
+@pytest.mark.parametrize("line", [b"GET  /x HTTP/1.1", b"GET /x HTTP/1.1 ", b"G(T /x HTTP/1.1",
+                                  b"GET /x\x01 HTTP/1.1", b"GET /" + b"a" * 8200 + b" HTTP/1.1"])
+def test_malformed_request_lines_are_never_remembered(line):
+    _http._LINES.clear()
+    _http._SEEN.clear()
+    for _ in range(3):
+        with pytest.raises(_http._BadRequest) as exc:
+            _parsed(line + b"\r\nHost: x\r\n\r\n")
+        assert exc.value.status == 400
+    assert not _http._LINES
+
+
+def test_the_request_line_memo_is_bounded(monkeypatch):
+    monkeypatch.setattr(_http, "_LINES_SIZE", 8)
+    monkeypatch.setattr(_http, "_SEEN_SIZE", 16)
+    _http._LINES.clear()
+    _http._SEEN.clear()
+    for rnd in range(3):
+        for i in range(40):
+            head = f"GET /api/v1/namespaces/d/pods/p-{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            assert _parsed(head)[2] == f"/api/v1/namespaces/d/pods/p-{i}"
+            assert len(_http._LINES) <= 8 and len(_http._SEEN) <= 16
