@@ -16,6 +16,11 @@ with 1 and with 16 clients:
 * Lease renewal (``PUT`` of a Lease with the resourceVersion of its last answer, its
   managedFields left out, as the hollow nodes renew theirs: 100 Leases in turn).
 
+``--baseline REV`` adds a third server: the fast path as ``core/apiserver/_http.py`` was
+at git revision ``REV`` (the rest of the tree as it is), in a column of its own, with the
+CPU the working tree's front saves against it: a before/after of the front alone, under the
+same conditions.
+
 ``--cases`` picks some of them (comma-separated names or their first words, e.g.
 ``--cases Lease`` for the Lease renewals alone); ``--clients 1`` the one-at-a-time runs only
 (the pattern of the node Leases: one request at a time per keep-alive connection).
@@ -59,7 +64,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(store: str, workdir: str, front: str) -> tuple[subprocess.Popen, int]:
+# Runs the API server with pilothouse.apiserver._http loaded from the file argv[1] first.
+_LAUNCH_WITH_FRONT = """
+import importlib.util, runpy, sys
+spec = importlib.util.spec_from_file_location("pilothouse.apiserver._http", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module
+spec.loader.exec_module(module)
+sys.argv = ["pilothouse"] + sys.argv[2:]
+runpy.run_module("pilothouse.cli", run_name="__main__")
+"""
+
+
+def start_server(store: str, workdir: str, front: str, front_file: str | None = None
+                 ) -> tuple[subprocess.Popen, int]:
     port = free_port()
     options = {"data_dir": os.path.join(workdir, "store")} if store == "raft" else {}
     cfg = {"store": {"plugin": store, "options": options},
@@ -73,9 +91,11 @@ def start_server(store: str, workdir: str, front: str) -> tuple[subprocess.Popen
     env.pop("PILOTHOUSE_APISERVER_HTTP", None)
     if front == "aiohttp":
         env["PILOTHOUSE_APISERVER_HTTP"] = "aiohttp"
-    proc = subprocess.Popen([sys.executable, "-m", "pilothouse.cli", "apiserver", "--config",
-                             path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)
+    command = [sys.executable, "-m", "pilothouse.cli"]
+    if front_file is not None:
+        command = [sys.executable, "-c", _LAUNCH_WITH_FRONT, front_file]
+    proc = subprocess.Popen(command + ["apiserver", "--config", path], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
     deadline = time.time() + 60
     while time.time() < deadline:
         line = proc.stdout.readline()
@@ -304,7 +324,17 @@ def spread(values: list[tuple[float, float]]) -> str:
 
 
 async def main(args) -> None:
-    results: dict[str, list[dict]] = {front: [] for front in FRONTS}
+    fronts = list(FRONTS)
+    front_file = None
+    if args.baseline:
+        fronts.append(f"fast path @{args.baseline}")
+        source = subprocess.run(["git", "show", f"{args.baseline}:core/apiserver/_http.py"],
+                                cwd=os.path.dirname(os.path.abspath(__file__)),
+                                capture_output=True, check=True).stdout
+        fd, front_file = tempfile.mkstemp(prefix="pilothouse-bench-http-", suffix=".py")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(source)
+    results: dict[str, list[dict]] = {front: [] for front in fronts}
     n = 600 if args.quick else args.requests
     cases = CASES
     if args.cases:
@@ -316,10 +346,11 @@ async def main(args) -> None:
     for rnd in range(args.rounds):
         servers, works = [], []
         try:
-            for front in FRONTS:
+            for front in fronts:
                 work = tempfile.mkdtemp(prefix="pilothouse-bench-http-")
                 works.append(work)
-                proc, port = start_server(args.store, work, front)
+                proc, port = start_server(args.store, work, front,
+                                          front_file if front.startswith("fast path @") else None)
                 servers.append(Server(front, proc, []))
                 servers[-1].conns = [await Conn.open(port)
                                      for _ in range(max(client_counts))]
@@ -336,18 +367,27 @@ async def main(args) -> None:
             import shutil
             for work in works:
                 shutil.rmtree(work, ignore_errors=True)
+    if front_file is not None:
+        os.unlink(front_file)
+    base = fronts[2] if args.baseline else None
     print(f"API server CPU per request in µs (median of {args.rounds} rounds, min-max) and "
           f"requests/s; store {args.store}, {n} requests per case in {args.slices} turns")
+    extra = f"   {base:>24}   {'vs @' + args.baseline[:12]:>17}" if base else ""
     print(f"  {'request':<18} {'clients':>7}   {'aiohttp':>24}   {'fast path':>24}   "
-          f"{'CPU saved':>9}")
+          f"{'CPU saved':>9}{extra}")
     for case in cases:
         for clients in client_counts:
             a = [r[(case, clients)] for r in results["aiohttp"]]
             f = [r[(case, clients)] for r in results["fast path"]]
             saved = 1 - statistics.median(v[0] for v in f) / statistics.median(
                 v[0] for v in a)
+            extra = ""
+            if base:
+                b = [r[(case, clients)] for r in results[base]]
+                fb = statistics.median(v[0] for v in f) - statistics.median(v[0] for v in b)
+                extra = f"   {spread(b):>24}   {fb:+12.1f} µs"
             print(f"  {case:<18} {clients:>7}   {spread(a):>24}   {spread(f):>24}   "
-                  f"{saved:9.0%}", flush=True)
+                  f"{saved:9.0%}{extra}", flush=True)
 
 
 def run(coro):
@@ -367,6 +407,8 @@ if __name__ == "__main__":
     parser.add_argument("--slices", type=int, default=6,
                         help="turns each server takes per case (default 6)")
     parser.add_argument("--quick", action="store_true", help="600 requests per case")
+    parser.add_argument("--baseline", default="", metavar="REV",
+                        help="also run the fast path as _http.py was at git revision REV")
     parser.add_argument("--cases", default="",
                         help=f"comma-separated cases (default all: {', '.join(CASES)})")
     parser.add_argument("--clients", default="1,16",
