@@ -217,6 +217,8 @@ class Framework:
                        None if getattr(p.plugin, "scores_normalized", False) is True
                        else p.plugin.normalize_scores, p.weight)
                       for p in having(Score) if p.weight > 0]
+        self._score_async: list[bool] = []
+        self._score_async_of: list | None = None  # the score list the flags belong to
         self.reserve = [(p.name, p.plugin) for p in having(Reserve)]
         self.permit = [(p.name, p.plugin.permit) for p in having(Permit)]
         self.pre_bind = [(p.name, p.plugin.pre_bind) for p in having(PreBind)]
@@ -611,6 +613,10 @@ class Framework:
         is stored) only where missing."""
         nodes, indexes, table = walk.nodes, walk.indexes, walk.table
         names = _pick(table.snapshot.names, indexes)
+        if self._score_async_of is not self.score:  # once per score list, not per cycle
+            self._score_async = [_is_async(s[1]) for s in self.score]
+            self._score_async_of = self.score
+        score_async = self._score_async
         totals: list[int] | None = None
         stored = table.gens
         for k, (name, score, normalize, weight) in enumerate(self.score):
@@ -618,23 +624,31 @@ class Framework:
                 continue
             column = table.raw[k]
             values = _pick(column, indexes)
+            unchecked = False  # a score computed now that is not an int in range
             if None in values:
-                is_async = _is_async(score)
+                is_async = score_async[k]
                 j = values.index(None)
                 while True:
                     value = score(state, pod, nodes[j])
                     if is_async:
                         value = await value
                     values[j] = value
-                    i = indexes[j]
-                    if stored[i]:
-                        column[i] = value
+                    if normalize is not None or \
+                            (type(value) is int and 0 <= value <= MAX_NODE_SCORE):
+                        i = indexes[j]
+                        if stored[i]:
+                            column[i] = value
+                    else:  # never stored: checked below, in every cycle that reads it
+                        unchecked = True
                     try:
                         j = values.index(None, j + 1)
                     except ValueError:
                         break
-            if normalize is None:  # scores_normalized: no dict, no call
-                if values and not (0 <= min(values) and max(values) <= MAX_NODE_SCORE):
+            if normalize is None:
+                # scores_normalized: no dict, no call. The column stores only ints within
+                # [0, MAX_NODE_SCORE], so only a cycle with another new score checks them
+                if unchecked and values and \
+                        not (0 <= min(values) and max(values) <= MAX_NODE_SCORE):
                     _out_of_range(name, dict(zip(names, values)))
             else:
                 raw = dict(zip(names, values))

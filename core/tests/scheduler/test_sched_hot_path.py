@@ -1,0 +1,146 @@
+"""Behaviour pinned around the scheduler's per-pod CPU savings: what a cycle decides, raises
+and writes must not change when work is skipped."""
+
+import asyncio
+import re
+import time
+
+import pytest
+
+from pilothouse.interfaces.scheduler import Status
+from pilothouse.scheduler import ProfilePlugin
+from pilothouse.scheduler import _events
+from pilothouse.scheduler.testing import CycleRunner, node, pod
+
+_n = [0]
+
+
+def mkpod():
+    _n[0] += 1
+    p = pod(f"hp{_n[0]}", cpu="100m")
+    p["metadata"]["uid"] = f"hp-uid-{_n[0]}"
+    p["spec"]["priority"] = 0
+    return p
+
+
+class Scored:
+    """Filter (always passes) + Score with ``scores_normalized`` + Sign: the score of a node
+    is ``table[node name]`` (default 50); every call is recorded."""
+
+    scores_normalized = True
+
+    def __init__(self, table=None):
+        self.table, self.calls = dict(table or {}), []
+
+    def filter(self, state, p, n):
+        return Status()
+
+    def score(self, state, p, n):
+        self.calls.append(n.name)
+        return self.table.get(n.name, 50)
+
+    def normalize_scores(self, state, p, scores):
+        return scores
+
+    def sign(self, state, p):
+        return "same"
+
+
+def runner_with(plugin, reuse=True, count=3):
+    r = CycleRunner([ProfilePlugin("S", plugin)], reuse=reuse)
+    for i in range(count):
+        r.add_node(node(f"n{i}", cpu="64"))
+    return r
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_an_out_of_range_normalized_score_fails_every_cycle_that_reads_it(reuse):
+    plugin = Scored({"n1": 150})
+    r = runner_with(plugin, reuse)
+    for _ in range(3):
+        with pytest.raises(ValueError, match="plugin S scored node n1 150, outside"):
+            r.schedule(mkpod(), assume=False)
+    if reuse:  # never stored: asked again each cycle; the in-range ones were kept
+        assert plugin.calls.count("n1") == 3
+        assert plugin.calls.count("n0") == 1 and plugin.calls.count("n2") == 1
+
+
+def test_stored_normalized_scores_are_reused_without_a_new_check_and_decide_alike():
+    plugin = Scored({"n0": 10, "n1": 90, "n2": 40})
+    r = runner_with(plugin)
+    plain = runner_with(Scored({"n0": 10, "n1": 90, "n2": 40}), reuse=False)
+    for _ in range(4):
+        assert r.schedule(mkpod(), assume=False) == plain.schedule(mkpod(), assume=False) \
+            == "n1"
+    assert sorted(plugin.calls) == ["n0", "n1", "n2"]  # each node scored once
+
+
+def test_non_int_normalized_scores_are_checked_and_recomputed_each_cycle():
+    plugin = Scored({"n0": 10.5, "n1": 99.5, "n2": 40})
+    r = runner_with(plugin)
+    for _ in range(2):
+        assert r.schedule(mkpod(), assume=False) == "n1"
+    assert plugin.calls.count("n1") == 2 and plugin.calls.count("n2") == 1
+    bad = Scored({"n1": None})
+    r = runner_with(bad)
+    for _ in range(2):
+        with pytest.raises(TypeError):
+            r.schedule(mkpod(), assume=False)
+
+
+def test_an_async_score_plugin_on_the_table_path():
+    class Async(Scored):
+        async def score(self, state, p, n):
+            self.calls.append(n.name)
+            return self.table.get(n.name, 50)
+    plugin = Async({"n2": 70})
+    r = runner_with(plugin)
+    assert [r.schedule(mkpod(), assume=False) for _ in range(3)] == ["n2"] * 3
+    assert sorted(plugin.calls) == ["n0", "n1", "n2"]
+
+
+def test_event_timestamps_are_the_current_utc_second():
+    for _ in range(3):
+        before = time.time()
+        stamp = _events._now()
+        after = time.time()
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", stamp)
+        assert stamp in {time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(t)))
+                         for t in (before, after)}
+
+
+def test_event_names_are_the_object_name_and_16_random_hex_digits():
+    class Events:
+        def __init__(self):
+            self.bodies = []
+
+        def path(self, ns):
+            return f"/api/v1/namespaces/{ns}/events"
+
+    class Client:
+        def __init__(self):
+            self.events = Events()
+            self.events.client = self
+
+        def resource(self, api_version, kind):
+            return self.events
+
+        async def request(self, method, path, *, body=None, raw=False, **kw):
+            self.events.bodies.append(body)
+            return ""
+
+    client = Client()
+    rec = _events.EventRecorder(client, "default-scheduler", "me")
+
+    async def main():
+        for i in range(200):
+            p = pod(f"web-{i}")
+            p["metadata"]["uid"] = f"u{i}"
+            await rec._write(p, "Normal", "Scheduled", "ok", "Binding", "default-scheduler")
+    asyncio.run(main())
+    names = [b["metadata"]["name"] for b in client.events.bodies]
+    assert all(re.fullmatch(r"web-\d+\.[0-9a-f]{16}", n) for n in names)
+    assert len({n.split(".")[1] for n in names}) == 200
+    body = client.events.bodies[0]
+    assert body["firstTimestamp"] == body["lastTimestamp"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", body["firstTimestamp"])
