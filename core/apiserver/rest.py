@@ -340,7 +340,7 @@ async def patch(ctx: "Context") -> web.Response:
         # the patch functions are pure: the result shares nothing with ``current``
         patched = check_type(ctx, kind, _apply_patch(ctx, content_type, current, body))
         object_name(ctx, patched)
-        warnings[:] = ctx.server.check_fields(kind, patched, fv)
+        warnings[:] = ctx.server.check_fields(kind, patched, fv, unchanged=current)
         return patched, precondition
     stored = await _guaranteed_update(ctx, build, info.subresource)
     return ctx.respond_object(stored, warnings=warnings)

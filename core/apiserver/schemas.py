@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from pilothouse.model import errors
+from pilothouse.model._jsoncopy import same_json
 
 #: The Kubernetes minor version whose schemas we serve (also reported by /version).
 KUBE_MINOR = 32
@@ -114,6 +115,7 @@ class SchemaSet:
         self.defs: dict[str, dict] = dict(builtin_definitions())
         self._nodes: dict[int, _Node] = {}  # by id() of the schema as written (before $ref)
         self.by_gvk: dict[tuple[str, str, str], str] = {}
+        self._custom: set[str] = set()  # definitions of custom resources (they may change)
         for name, schema in self.defs.items():
             for gvk in schema.get("x-kubernetes-group-version-kind", ()):
                 self.by_gvk.setdefault((gvk["group"], gvk["version"], gvk["kind"]), name)
@@ -132,6 +134,7 @@ class SchemaSet:
                                                     "kind": kind}]
         self.defs[name] = body
         self.by_gvk[(group, version, kind)] = name
+        self._custom.add(name)
         self._nodes.clear()  # a $ref may now lead elsewhere
         return name
 
@@ -139,6 +142,7 @@ class SchemaSet:
         name = self.by_gvk.pop((group, version, kind), None)
         if name:
             self.defs.pop(name, None)
+            self._custom.discard(name)
         self._nodes.clear()
 
     def schema_for(self, group: str, version: str, kind: str) -> dict | None:
@@ -146,15 +150,25 @@ class SchemaSet:
         return self.defs[name] if name else None
 
     def check(self, group: str, version: str, kind: str, obj: dict,
-              ignore: tuple[str, ...] = ("status",)
+              ignore: tuple[str, ...] = ("status",), unchanged: dict | None = None
               ) -> tuple[list[tuple[str, tuple]], list[errors.FieldError]]:
         """Walk ``obj`` against its schema. Returns (unknown fields as ``(display path,
-        path parts)``, type errors). Top-level fields in ``ignore`` are not checked."""
-        schema = self.schema_for(group, version, kind)
+        path parts)``, type errors). Top-level fields in ``ignore`` are not checked.
+
+        ``unchanged`` is the stored object ``obj`` replaces (a patch's starting point): a
+        top-level field that is the same JSON there (types included) is not walked again,
+        as it passed this check when it was written. Only for built-in kinds, whose schemas
+        never change; a custom resource's schema may have changed since the write."""
+        name = self.by_gvk.get((group, version, kind))
+        schema = self.defs[name] if name else None
         unknown: list[tuple[str, tuple]] = []
         problems: list[errors.FieldError] = []
         if schema is not None and obj is not None:
             node = self._node(schema)
+            if unchanged and type(obj) is dict and name not in self._custom:
+                ignore = (*ignore, *(key for key, value in obj.items()
+                                     if key not in ignore and type(value) in (dict, list)
+                                     and same_json(value, unchanged.get(key))))
             if not node.skip:
                 self._walk_node(node, obj, (), unknown, problems, ignore)
         return unknown, problems

@@ -32,7 +32,7 @@ from pilothouse.apiserver import request as rq
 from pilothouse.apiserver import tables
 from pilothouse.apiserver.proxy import NodeProxy
 from pilothouse.apiserver.schemas import SchemaSet
-from pilothouse.apiserver.storage import ResourceStorage
+from pilothouse.apiserver.storage import ResourceStorage, api_json
 from pilothouse.apiserver.watchcache import WatchCache
 
 log = logging.getLogger("pilothouse.apiserver")
@@ -79,7 +79,8 @@ class Context:
                                 obj["metadata"].get("resourceVersion", ""),
                                 include_object=self.query.get("includeObject", "Metadata"))
             return rest.json_response(body, status, headers)
-        return rest.json_response(obj, status, headers)
+        return web.Response(body=api_json(obj), status=status, content_type="application/json",
+                            headers=headers)
 
 
 class APIServer:
@@ -318,11 +319,13 @@ class APIServer:
         return await rest.bind(ctx, body)
 
     # -- object pipeline ----------------------------------------------------------------------
-    def check_fields(self, kind: Kind, obj: dict, mode: str) -> list[str]:
+    def check_fields(self, kind: Kind, obj: dict, mode: str,
+                     unchanged: dict | None = None) -> list[str]:
         """Unknown and mistyped fields. Strict: 400 listing them; Warn: warnings (and the
-        fields are dropped); Ignore: dropped silently. Type errors are always 400."""
+        fields are dropped); Ignore: dropped silently. Type errors are always 400.
+        ``unchanged``: the stored object ``obj`` was made from (see SchemaSet.check)."""
         unknown, problems = self.schemas.check(kind.group, kind.version, kind.kind, obj,
-                                               ignore=())
+                                               ignore=(), unchanged=unchanged)
         if problems:
             raise errors.BadRequest(
                 f"{kind.kind} in version \"{kind.version}\" cannot be handled as a {kind.kind}: "
@@ -409,7 +412,7 @@ class APIServer:
             return obj
         for attempt in range(8):
             try:
-                return await self.storage(kind).create(obj)
+                return await self.storage(kind).create(obj, owned=True)
             except errors.AlreadyExists:
                 if not generated or attempt == 7:
                     raise
@@ -459,7 +462,7 @@ class APIServer:
                                         new["metadata"]["name"], expected_revision=expected)
         if dry_run:
             return new
-        return await storage.update(new, expected)
+        return await storage.update(new, expected, owned=private)
 
     async def delete_object(self, ctx: Context | None, kind: Kind, namespace: str, name: str,
                             options: dict, dry_run: bool) -> tuple[dict, bool] | None:

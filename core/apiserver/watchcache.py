@@ -23,7 +23,7 @@ from pilothouse.interfaces import store as st
 from pilothouse.model import errors
 
 from pilothouse.apiserver import _json
-from pilothouse.apiserver.storage import ResourceStorage, decode
+from pilothouse.apiserver.storage import ResourceStorage, api_json, decode
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,12 @@ class Event:
     def json_line(self) -> bytes:
         """``{"type":...,"object":...}\\n``, encoded once and shared by every watcher."""
         if self._json is None:
-            self._json = _json.dumps({"type": self.type, "object": self.obj}) + b"\n"
+            start = _LINE_START.get(self.type) or b'{"type":%s,"object":' % _json.dumps(self.type)
+            self._json = b"".join((start, api_json(self.obj), b"}\n"))
         return self._json
 
+
+_LINE_START = {t: b'{"type":"%s","object":' % t.encode() for t in ("ADDED", "MODIFIED", "DELETED")}
 
 Filter = Callable[[dict], bool]
 

@@ -182,6 +182,52 @@ def test_schema_walk_reports_leaves_and_unknown_fields_with_their_paths():
         "spec.containers[0].ports[0].containerPort"]
 
 
+def _status_patched(pod: dict) -> dict:
+    patched = copy.deepcopy(pod)
+    patched["status"] = {"phase": "Running", "podIP": "10.0.0.1", "bogus": 1}
+    return patched
+
+
+def test_schema_walk_skips_only_subtrees_that_are_the_stored_json():
+    schemas = SchemaSet()
+    stored = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "b"}},
+              "spec": {"containers": [{"name": "c", "image": "i", "stale": 1}]}}
+    patched = _status_patched(stored)
+    full = schemas.check("", "v1", "Pod", patched, ignore=())
+    assert [u[0] for u in full[0]] == ["spec.containers[0].stale", "status.bogus"]
+    # the stored spec is not walked again: only what the write changes is reported
+    skipped = schemas.check("", "v1", "Pod", patched, ignore=(), unchanged=stored)
+    assert [u[0] for u in skipped[0]] == ["status.bogus"] and skipped[1] == []
+    # a value equal in Python but not the same JSON (1 == True) is walked
+    changed = copy.deepcopy(patched)
+    changed["metadata"]["labels"] = {"a": True}
+    unknown, problems = schemas.check("", "v1", "Pod", changed, ignore=(),
+                                      unchanged={**stored, "metadata": {
+                                          "name": "p", "labels": {"a": 1}}})
+    assert [p.path for p in problems] == ["metadata.labels.a"]
+    # a clean stored object: the same answer as the full walk, for several changes
+    clean = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+             "spec": {"containers": [{"name": "c", "image": "i"}]}}
+    for edit in ({"spec": {"containers": [{"name": "c", "image": 5, "x": 1}]}},
+                 {"metadata": {"name": "p", "labels": {"a": 2}}}, {"status": {"phase": 3}},
+                 {"spec": clean["spec"]}):
+        new = {**copy.deepcopy(clean), **copy.deepcopy(edit)}
+        assert schemas.check("", "v1", "Pod", new, ignore=(), unchanged=clean) == \
+            schemas.check("", "v1", "Pod", new, ignore=())
+
+
+def test_schema_walk_of_a_custom_resource_walks_unchanged_subtrees_too():
+    schemas = SchemaSet()
+    schemas.add_custom("example.com", "v1", "Widget", {"type": "object", "properties": {
+        "spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}})
+    stored = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+              "spec": {"size": "3"}}  # written before the schema said integer
+    new = {**stored, "status": {}}
+    unknown, problems = schemas.check("example.com", "v1", "Widget", new, ignore=(),
+                                      unchanged=stored)
+    assert [p.path for p in problems] == ["spec.size"]
+
+
 # ----------------------------------------------------------------------------- validation
 
 
@@ -393,6 +439,93 @@ def test_the_watch_cache_keeps_the_object_the_write_decoded_and_it_is_the_stores
             await api.store.update(key, _json.dumps(other), expected_revision=raw.mod_revision)
             await api.settle("", "pods")
             assert api.cache_of("", "pods").objects[key] == await _stored(api, key)
+    _run(main())
+
+
+def test_written_objects_are_the_stores_and_their_json_is_what_the_api_sends():
+    """A write hands its own object to the watch cache and encodes it once: the cached
+    object is what decoding the stored value gives (types included), and the response and
+    every watch line carry exactly the JSON of that object."""
+    from pilothouse.apiserver import _json
+    from pilothouse.apiserver.storage import api_json
+    from pilothouse.model._jsoncopy import same_json
+
+    async def main():
+        async with _API() as api:
+            cache = api.cache_of("", "pods")
+            watcher = cache.watch(await api.store.current_revision(), "default", None)
+            pod = _pod("p")
+            pod["metadata"]["labels"] = {"resourceVersion": "1"}
+            pod["metadata"]["annotations"] = {"x": "caf\u00e9 \u2603",
+                                              "n": "\x00rv-not-the-marker\x00"}
+            pod["spec"]["containers"][0]["env"] = [
+                {"name": "resourceVersion", "value": '"resourceVersion":"1"'}]
+            status, created = await api.call("POST", _PODS, pod)
+            assert status == 201
+            for body, kind in (({"metadata": {"labels": {"b": "2"}}}, "merge"),
+                               ({"status": {"phase": "Running", "podIP": "10.0.0.1"}},
+                                "status")):
+                path = f"{_PODS}/p/status" if kind == "status" else f"{_PODS}/p"
+                status, answer = await api.call("PATCH", path, body,
+                                                "application/merge-patch+json")
+                assert status == 200
+            await api.settle("", "pods")
+            key = "/registry/core/pods/default/p"
+            cached = cache.objects[key]
+            stored = await _stored(api, key)
+            assert same_json(cached, stored) and list(cached["metadata"]) == \
+                list(stored["metadata"])
+            assert cached["metadata"]["resourceVersion"] == stored["metadata"]["resourceVersion"]
+            assert answer == stored  # the response of the last write
+            assert api_json(cached) == _json.dumps(stored)
+            lines = []
+            while not watcher.queue.empty():
+                lines.append(watcher.queue.get_nowait().json_line())
+            assert [_json.loads(line)["type"] for line in lines] == \
+                ["ADDED", "MODIFIED", "MODIFIED"]
+            assert lines[-1] == _json.dumps({"type": "MODIFIED", "object": stored}) + b"\n"
+            raw = await api.store.get(key)  # the stored value has no resourceVersion
+            assert "resourceVersion" not in _json.loads(raw.value)["metadata"]
+            watcher.close()
+    _run(main())
+
+
+def test_an_owned_write_that_fails_leaves_the_object_as_it_was():
+    from pilothouse.apiserver.storage import ResourceStorage, encode
+
+    async def main():
+        async with _API() as api:
+            kind = api.api.registry.get("", "v1", "ConfigMap")
+            storage = ResourceStorage(api.store, kind)
+            first = {"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": "c", "namespace": "default"}, "data": {"a": "1"}}
+            created = await storage.create(first, owned=True)
+            assert created is first and created["metadata"]["resourceVersion"]
+            again = {"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": "c", "namespace": "default", "resourceVersion": "5",
+                                  "uid": "u"}}
+            before = copy.deepcopy(again)
+            try:
+                await storage.create(again, owned=True)
+            except Exception as exc:
+                assert type(exc).__name__ == "AlreadyExists"
+            assert again == before
+            stale = copy.deepcopy(created)
+            stale["data"] = {"a": "2"}
+            stale_before = copy.deepcopy(stale)
+            try:
+                await storage.update(stale, int(created["metadata"]["resourceVersion"]) + 7,
+                                     owned=True)
+            except Exception as exc:
+                assert type(exc).__name__ == "Conflict"
+            assert stale == stale_before
+            # metadata with nothing but a resourceVersion: stored the usual way, same value
+            bare = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}
+            from pilothouse.apiserver.storage import _encode_marked
+            assert _encode_marked(bare) is None and bare == {
+                "apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}
+            value, marked = storage._value(copy.deepcopy(stale_before), True)
+            assert value == encode(stale_before) and marked is not None
     _run(main())
 
 
