@@ -62,14 +62,15 @@ class _Entry:
         self.qp, self.token, self.seq, self.less = qp, qp.token, qp.seq, less
 
     def __lt__(self, other: "_Entry") -> bool:
+        # ``less`` orders strictly (never both less(a, b) and less(b, a)); arrival order
+        # breaks ties. So one call decides: the earlier pod goes first unless the later
+        # one is less, the later one only if it is less
         less = self.less
-        if less is not None:
-            a, b = self.qp.pod, other.qp.pod
-            if less(a, b):
-                return True
-            if less(b, a):
-                return False
-        return self.seq < other.seq
+        if less is None:
+            return self.seq < other.seq
+        if self.seq < other.seq:
+            return not less(other.qp.pod, self.qp.pod)
+        return less(self.qp.pod, other.qp.pod)
 
 
 def _scheduling_view(pod: dict) -> tuple:

@@ -191,3 +191,44 @@ def test_event_names_match_their_families():
     assert event_matches("Node/*", "Node/Delete")
     assert not event_matches("Node/UpdateLabel", "Node/UpdateTaint")
     assert not event_matches("Pod/Delete", "Pod/Add")
+
+
+def test_pop_order_is_queue_sort_then_arrival_with_one_less_call_per_comparison():
+    """Random priorities, pods added and popped interleaved: the pops follow (priority
+    descending, arrival); the entries' comparisons ask ``less`` once each."""
+    import random
+
+    from pilothouse.interfaces.scheduler import pod_priority
+    from pilothouse_sched_default.queuesort import PrioritySort
+
+    calls = [0]
+    sort = PrioritySort()
+
+    def less(a, b):
+        calls[0] += 1
+        assert sort.less(a, b) == (pod_priority(a) > pod_priority(b))
+        return sort.less(a, b)
+
+    async def main():
+        rng = random.Random(3)
+        q = SchedulingQueue(less)
+        waiting, got, want = [], [], []
+        for i in range(600):
+            p = pod(f"p{i}", rng.choice((0, 0, 0, 5, 10, None)))
+            if p["spec"]["priority"] is None:
+                del p["spec"]["priority"]
+            if i % 97 == 0:
+                p["spec"] = None if i % 2 else {}
+            q.add(p)
+            waiting.append((-pod_priority(p), i, p["metadata"]["name"]))
+            if rng.random() < 0.4:
+                waiting.sort()
+                want.append(waiting.pop(0)[2])
+                got.append((await q.pop()).pod["metadata"]["name"])
+        waiting.sort()
+        want += [w[2] for w in waiting]
+        got += [(await q.pop()).pod["metadata"]["name"] for _ in waiting]
+        return got, want
+    got, want = run(main())
+    assert got == want
+    assert calls[0] < 600 * 12  # one per comparison (two each would be ~10,700 here)
