@@ -254,7 +254,11 @@ class Framework:
         skip: set[str] = set()
         state.write(SKIP_FILTER_KEY, _Skipped(skip, self.filter))
         for name, fn in self.pre_filter:
-            status = _as_status(await _call(fn, state, pod, nodes), name)
+            status = fn(state, pod, nodes)
+            if type(status) is not Status:  # None, another value, or awaitable
+                if inspect.isawaitable(status):
+                    status = await status
+                status = _as_status(status, name)
             if status.code is Code.SKIP:
                 skip.add(name)
             elif not status.ok:
@@ -272,7 +276,9 @@ class Framework:
             if name in skip and not scored:
                 continue  # its Filter does not run for this pod and it does not score
             try:
-                fragment = await _call(sign, state, pod)
+                fragment = sign(state, pod)
+                if type(fragment) not in _PLAIN_RESULTS and inspect.isawaitable(fragment):
+                    fragment = await fragment
             except Exception:
                 log.exception("sign of plugin %s failed (counts as no signature)", name)
                 return
@@ -569,7 +575,11 @@ class Framework:
                             nodes: list[NodeInfo]) -> tuple[Status, set[str]]:
         skip: set[str] = set()
         for name, fn in self.pre_score:
-            status = _as_status(await _call(fn, state, pod, nodes), name)
+            status = fn(state, pod, nodes)
+            if type(status) is not Status:  # None, another value, or awaitable
+                if inspect.isawaitable(status):
+                    status = await status
+                status = _as_status(status, name)
             if status.code is Code.SKIP:
                 skip.add(name)
             elif not status.ok:
@@ -696,7 +706,11 @@ class Framework:
 
     async def run_reserve(self, state: CycleState, pod: dict, node: str) -> Status:
         for name, plugin in self.reserve:
-            status = _as_status(await _call(plugin.reserve, state, pod, node), name)
+            status = plugin.reserve(state, pod, node)
+            if type(status) is not Status:  # None, another value, or awaitable
+                if inspect.isawaitable(status):
+                    status = await status
+                status = _as_status(status, name)
             if not status.ok:
                 return status.with_plugin(name)
         return Status()
@@ -713,7 +727,9 @@ class Framework:
         """SUCCESS, a rejection, or WAIT with plugin → timeout for every plugin waiting."""
         waits: dict[str, float] = {}
         for name, fn in self.permit:
-            result = await _call(fn, state, pod, node)
+            result = fn(state, pod, node)
+            if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
+                result = await result
             if isinstance(result, Status):
                 result = (result, 0.0)
             status, timeout = result
@@ -735,7 +751,11 @@ class Framework:
 
     async def run_bind(self, state: CycleState, pod: dict, node: str, client: Any) -> Status:
         for name, fn in self.bind:
-            status = _as_status(await _call(fn, state, pod, node, client), name)
+            status = fn(state, pod, node, client)
+            if type(status) is not Status:  # None, another value, or awaitable
+                if inspect.isawaitable(status):
+                    status = await status
+                status = _as_status(status, name)
             if status.code is Code.SKIP:
                 continue
             return status.with_plugin(name)

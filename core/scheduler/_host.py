@@ -400,8 +400,9 @@ class Scheduler:
         assumed = dict(pod)
         assumed["spec"] = {**pod["spec"], "nodeName": node}
         self.cache.assume_pod(assumed, node)
-        status = await fw.run_reserve(state, assumed, node)
-        if status.ok:
+        # (no coroutine for an extension point without plugins: the same answers)
+        status = await fw.run_reserve(state, assumed, node) if fw.reserve else _OK
+        if status.ok and fw.permit:
             status, waits = await fw.run_permit(state, assumed, node)
         if not status.ok and status.code is not Code.WAIT:
             await fw.run_unreserve(state, assumed, node)
@@ -511,7 +512,7 @@ class Scheduler:
             if waiting is not None:
                 status = await waiting.future
                 self.waiting.pop(uid, None)
-            if status.ok:
+            if status.ok and fw.pre_bind:
                 status = await fw.run_pre_bind(state, assumed, node)
             if status.ok:
                 status = await fw.run_bind(state, assumed, node, self.client)
@@ -546,7 +547,8 @@ class Scheduler:
         self.recorder.record(assumed, "Normal", "Scheduled",
                              f"Successfully assigned {meta.get('namespace')}/{meta['name']} "
                              f"to {node}", action="Binding", component=fw.profile)
-        await fw.run_post_bind(state, assumed, node)
+        if fw.post_bind:
+            await fw.run_post_bind(state, assumed, node)
         if self.pm is not None:
             try:
                 self.pm.hook.pilothouse_pod_scheduled(pod=assumed, node_name=node,
@@ -723,6 +725,9 @@ class Scheduler:
                 await self._task
             finally:
                 self._task = None
+
+
+_OK = Status()
 
 
 class _CycleError(Exception):

@@ -144,3 +144,93 @@ def test_event_names_are_the_object_name_and_16_random_hex_digits():
     body = client.events.bodies[0]
     assert body["firstTimestamp"] == body["lastTimestamp"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", body["firstTimestamp"])
+
+
+def test_extension_points_await_coroutines_and_check_what_plugins_return():
+    """Plain functions, coroutine functions and plain functions returning an awaitable are
+    all settled; None counts as success; anything else is an error naming the plugin."""
+    from pilothouse.interfaces.scheduler import Code, CycleState
+    from pilothouse.scheduler import Framework
+    from pilothouse.scheduler._framework import SIGNATURE_KEY
+
+    seen = []
+
+    class Coro:
+        async def pre_filter(self, state, p, nodes):
+            seen.append("pre_filter")
+            return Status()
+
+        async def sign(self, state, p):
+            return ("coro",)
+
+        def filter(self, state, p, n):
+            return Status()
+
+        async def pre_score(self, state, p, nodes):
+            seen.append("pre_score")
+            return Status.skip()
+
+        async def reserve(self, state, p, node_name):
+            seen.append("reserve")
+            return None
+
+        def unreserve(self, state, p, node_name):
+            pass
+
+        async def permit(self, state, p, node_name):
+            return Status(Code.WAIT), 2.5
+
+        async def bind(self, state, p, node_name, client):
+            return Status.skip()
+
+    class Later:
+        """Plain methods that hand back an awaitable."""
+
+        def pre_filter(self, state, p, nodes):
+            async def later():
+                seen.append("later pre_filter")
+            return later()
+
+        def sign(self, state, p):
+            async def later():
+                return "later"
+            return later()
+
+        def filter(self, state, p, n):
+            return Status()
+
+        def bind(self, state, p, node_name, client):
+            async def later():
+                return Status()
+            return later()
+
+    class Wrong:
+        def pre_score(self, state, p, nodes):
+            return 7
+
+        def reserve(self, state, p, node_name):
+            return "yes"
+
+        def unreserve(self, state, p, node_name):
+            pass
+
+    fw = Framework("p", [ProfilePlugin("C", Coro()), ProfilePlugin("L", Later()),
+                         ProfilePlugin("W", Wrong())])
+
+    async def main():
+        state = CycleState()
+        st = await fw.run_pre_filter(state, mkpod(), [])
+        assert st.ok and seen == ["pre_filter", "later pre_filter"]
+        assert state.get(SIGNATURE_KEY) is not None  # both signed (awaited fragments)
+        assert ("C", ("coro",)) in next(reversed(fw._results)) and \
+            ("L", "later") in next(reversed(fw._results))
+        st, skip = await fw.run_pre_score(state, mkpod(), [])
+        assert skip == {"C"} and st.code is Code.ERROR and st.plugin == "W"
+        assert "plugin W returned int, not a Status" in st.message
+        st = await fw.run_reserve(state, mkpod(), "n1")
+        assert st.code is Code.ERROR and st.plugin == "W" and "returned str" in st.message
+        st, waits = await fw.run_permit(state, mkpod(), "n1")
+        assert st.code is Code.WAIT and waits == {"C": 2.5}
+        st = await fw.run_bind(state, mkpod(), "n1", None)
+        assert st.ok and st.plugin == "L"
+    asyncio.run(main())
