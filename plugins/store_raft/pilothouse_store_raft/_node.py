@@ -234,6 +234,19 @@ def _no_notification():
     pass
 
 
+def _write_all(fd: int, data: bytes, offset: int | None = None) -> None:
+    """Write all of ``data`` at the file position, or at ``offset`` (then the position
+    stays where it was)."""
+    view = memoryview(data)
+    while view:
+        if offset is None:
+            n = os.write(fd, view)
+        else:
+            n = os.pwrite(fd, view, offset)
+            offset += n
+        view = view[n:]
+
+
 # Wakes a lone member's writer without a request (stop, force_snapshot).
 _WAKE = object()
 
@@ -596,15 +609,22 @@ class RaftMember:
     def write_snapshot(self, path: str, raft_data) -> None:
         """pysyncobj serializer: write state + raft metadata to ``path``, fsynced. pysyncobj
         renames it over the snapshot file; the journal fsyncs the directory before it
-        drops the entries the snapshot covers."""
+        drops the entries the snapshot covers.
+
+        The state is written piece by piece (:meth:`KVState.dump_pieces`): the GIL is
+        released by every write and CRC of a piece, so the event loop is held up for one
+        piece at most, not for the whole state. The checksum, known at the end, is written
+        into its place before the fsync."""
         raft_blob = pickle.dumps(raft_data, protocol=5)
-        body = struct.pack("<Q", len(raft_blob)) + raft_blob + self.state.dump()
-        data = _SNAP_MAGIC + struct.pack("<I", zlib.crc32(body)) + body
+        head = struct.pack("<Q", len(raft_blob)) + raft_blob
+        crc = zlib.crc32(head)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            _write_all(fd, _SNAP_MAGIC + b"\0\0\0\0" + head)
+            for piece in self.state.dump_pieces():
+                crc = zlib.crc32(piece, crc)
+                _write_all(fd, piece)
+            _write_all(fd, struct.pack("<I", crc), len(_SNAP_MAGIC))
             if self.config.fsync:
                 os.fsync(fd)
         finally:

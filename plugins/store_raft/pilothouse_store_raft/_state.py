@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import bisect
 import collections
+import io
+import operator
 import pickle
 import threading
 
@@ -41,7 +43,14 @@ EV_DELETE = 1
 DEDUPE_BATCHES = 16384
 DEDUPE_RESULTS = 131072
 
-SNAPSHOT_FORMAT = 1
+#: Format of :meth:`KVState.dump`. 1: one pickle of the whole state (still loaded). 2: a
+#: header, then pieces of at most about SNAPSHOT_PIECE_BYTES of values each, written one
+#: at a time, so that the GIL is free between pieces; history events are not stored but
+#: rebuilt from the versions on load.
+SNAPSHOT_FORMAT = 2
+SNAPSHOT_PIECE_BYTES = 256 << 10
+SNAPSHOT_PIECE_KEYS = 1024  # also bounds a piece of many small keys
+SNAPSHOT_PIECE_RESULTS = 4096  # results of remembered batches per piece
 
 
 class KVState:
@@ -237,15 +246,67 @@ class KVState:
 
     # ------------------------------------------------------------------ snapshots
 
+    def dump_pieces(self):
+        """Serialize the whole state as a sequence of pickles, one piece at a time (a
+        generator; format 2). Called on the tick thread, the only writer, which must not
+        apply anything until the last piece was taken: the state does not change meanwhile.
+        Each piece is one short ``pickle.dumps`` (values are bytes: a copy), so a caller
+        writing each piece to a file hands the GIL to the event loop between pieces
+        instead of holding it for the whole state."""
+        yield pickle.dumps((SNAPSHOT_FORMAT, self.rev, self.compact_rev,
+                            self.applied_batches), protocol=5)
+        piece: list = []
+        size = 0
+        for item in self.versions.items():
+            piece.append(item)
+            for _rev, kv in item[1]:
+                size += 64 if kv is None else 64 + len(kv[1])
+            if size >= SNAPSHOT_PIECE_BYTES or len(piece) >= SNAPSHOT_PIECE_KEYS:
+                yield pickle.dumps(("v", piece), protocol=5)
+                piece, size = [], 0
+        if piece:
+            yield pickle.dumps(("v", piece), protocol=5)
+            piece, size = [], 0
+        for item in self.dedupe.items():
+            piece.append(item)
+            size += len(item[1])
+            if size >= SNAPSHOT_PIECE_RESULTS:
+                yield pickle.dumps(("d", piece), protocol=5)
+                piece, size = [], 0
+        if piece:
+            yield pickle.dumps(("d", piece), protocol=5)
+        yield pickle.dumps(("end",), protocol=5)
+
     def dump(self) -> bytes:
-        """Serialize the whole state (called on the tick thread, the only writer)."""
-        return pickle.dumps(
-            (SNAPSHOT_FORMAT, self.rev, self.compact_rev, self.versions, self.events,
-             list(self.dedupe.items()), self.applied_batches), protocol=5)
+        """Serialize the whole state (format 2: :meth:`dump_pieces` joined)."""
+        return b"".join(self.dump_pieces())
 
     def load(self, blob: bytes) -> None:
-        fmt, rev, compact_rev, versions, events, dedupe, applied = pickle.loads(blob)
-        if fmt != SNAPSHOT_FORMAT:
+        """Replace the state with one serialized by :meth:`dump` (format 2) or by the
+        single-pickle format 1 of earlier versions."""
+        stream = io.BytesIO(blob)
+        head = pickle.load(stream)
+        fmt = head[0]
+        if fmt == 1:
+            fmt, rev, compact_rev, versions, events, dedupe, applied = head
+        elif fmt == 2:
+            _fmt, rev, compact_rev, applied = head
+            versions, dedupe = {}, []
+            while True:
+                piece = pickle.load(stream)
+                if piece[0] == "v":
+                    versions.update(piece[1])
+                elif piece[0] == "d":
+                    dedupe.extend(piece[1])
+                elif piece[0] == "end":
+                    break
+                else:
+                    raise ValueError(f"snapshot: unknown piece {piece[0]!r}")
+            events = _events_of(versions, compact_rev)
+            if len(events) != rev - compact_rev:
+                raise ValueError(f"snapshot: {len(events)} events in history, expected "
+                                 f"{rev - compact_rev}")
+        else:
             raise ValueError(f"unsupported snapshot format {fmt}")
         with self.lock:
             self.rev, self.compact_rev = rev, compact_rev
@@ -256,6 +317,28 @@ class KVState:
             self.dedupe = collections.OrderedDict(dedupe)
             self.dedupe_results = sum(len(r) for r in self.dedupe.values())
             self.applied_batches = applied
+
+
+def _events_of(versions: dict, compact_rev: int) -> list:
+    """The history events (see :class:`KVState`) of ``versions``, oldest first.
+
+    Every write after ``compact_rev`` is a version of its key; its previous version is the
+    one before it in the key's list (compaction keeps the version visible at
+    ``compact_rev``, and a first version after it is a creation: it had no live previous
+    version, or a tombstone, which is None too)."""
+    events = []
+    append = events.append
+    for vers in versions.values():
+        prev = None
+        for rev, kv in vers:
+            if rev > compact_rev:
+                if kv is None:
+                    append((rev, EV_DELETE, None, prev))
+                else:
+                    append((rev, EV_PUT, kv, prev))
+            prev = kv
+    events.sort(key=operator.itemgetter(0))
+    return events
 
 
 def _prefix_end(keys: list[str], prefix: str, lo: int) -> int:
