@@ -63,6 +63,11 @@ class _Skipped:
         return self
 
 
+#: A :class:`_Table`'s raw score not computed yet: an int, so finding the missing ones in
+#: the ~500 picked for a cycle compares ints with ints (``None`` takes the slow path of a
+#: mixed comparison). A plugin returning this very value only gets asked again next time.
+_UNSCORED = -(1 << 62) + 7
+
 #: CycleState key holding the :class:`_Table` of the pod's signature (absent: no reuse).
 SIGNATURE_KEY = "pilothouse/signature"
 #: CycleState key holding a :class:`_Walk` (set by find_feasible on the table path).
@@ -75,7 +80,8 @@ class _Table:
     """One signature's per-node results, by position in a snapshot's node list.
 
     ``gens[i]`` is the generation of ``snapshot.nodes[i]`` that ``status[i]`` (its Filter
-    status) and ``raw[k][i]`` (Score plugin ``k``'s raw score, None until computed) belong
+    status) and ``raw[k][i]`` (Score plugin ``k``'s raw score, :data:`_UNSCORED` until
+    computed) belong
     to; 0 (no generation is 0) means unknown, and then ``status[i]`` and every ``raw[k][i]``
     are None. ``cand`` lists, sorted, every position not known to fail Filter: the known
     feasible ones and the unknown ones. ``epoch`` and ``position`` say how far the
@@ -103,7 +109,7 @@ class _Table:
         if changes is None:
             n = len(nodes)
             self.gens, self.status, self.cand = [0] * n, [None] * n, list(range(n))
-            self.raw = [[None] * n for _ in self.raw]
+            self.raw = [[_UNSCORED] * n for _ in self.raw]
             self.snapshot = snapshot
         elif changes:
             gens = self.gens
@@ -121,7 +127,7 @@ class _Table:
             self.status[i] = None
         self.gens[i] = 0
         for raw in self.raw:
-            raw[i] = None
+            raw[i] = _UNSCORED
 
 
 class _Walk:
@@ -635,9 +641,9 @@ class Framework:
             column = table.raw[k]
             values = _pick(column, indexes)
             unchecked = False  # a score computed now that is not an int in range
-            if None in values:
+            if _UNSCORED in values:
                 is_async = score_async[k]
-                j = values.index(None)
+                j = values.index(_UNSCORED)
                 while True:
                     value = score(state, pod, nodes[j])
                     if is_async:
@@ -651,7 +657,7 @@ class Framework:
                     else:  # never stored: checked below, in every cycle that reads it
                         unchecked = True
                     try:
-                        j = values.index(None, j + 1)
+                        j = values.index(_UNSCORED, j + 1)
                     except ValueError:
                         break
             if normalize is None:

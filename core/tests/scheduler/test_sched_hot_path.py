@@ -234,3 +234,30 @@ def test_extension_points_await_coroutines_and_check_what_plugins_return():
         st = await fw.run_bind(state, mkpod(), "n1", None)
         assert st.ok and st.plugin == "L"
     asyncio.run(main())
+
+
+def test_any_raw_score_value_round_trips_through_the_table():
+    """Raw scores are stored per node; a value equal to the table's own 'not computed'
+    marker is just asked again, never mistaken: normalize sees the same raw scores with
+    reuse as without."""
+    from pilothouse.scheduler._framework import _UNSCORED
+
+    class Raw(Scored):
+        scores_normalized = False
+
+        def __init__(self, table):
+            super().__init__(table)
+            self.seen = []
+
+        def normalize_scores(self, state, p, scores):
+            self.seen.append(dict(scores))
+            lo = min(scores.values())
+            return {n: 100 if s == lo else 0 for n, s in scores.items()}
+
+    table = {"n0": _UNSCORED, "n1": -5, "n2": 10 ** 30}
+    reused, plain = Raw(table), Raw(table)
+    r, p = runner_with(reused), runner_with(plain, reuse=False)
+    for _ in range(3):
+        assert r.schedule(mkpod(), assume=False) == p.schedule(mkpod(), assume=False) == "n0"
+    assert reused.seen == plain.seen == [table] * 3
+    assert reused.calls.count("n0") == 3 and reused.calls.count("n1") == 1
