@@ -86,17 +86,44 @@ def _deepcopy(value: Any) -> Any:
 # --------------------------------------------------------------------------------------
 
 
-def apply_merge_patch(obj: Any, patch: Any) -> Any:
+def apply_merge_patch(obj: Any, patch: Any, *, share: bool = False) -> Any:
     """Apply an RFC 7386 JSON merge patch to ``obj`` and return the result.
 
     A patch that is not an object replaces the target; ``null`` members delete keys;
     object members are merged recursively; lists are replaced whole.
+
+    The result shares nothing with ``obj`` or ``patch``, unless ``share``: then the objects
+    the patch changes (and the result itself and its ``metadata``) are new, and every value
+    the patch leaves alone is ``obj``'s own, not a copy (for an ``obj`` nobody changes).
     """
     if not isinstance(patch, dict):
         return _deepcopy(patch)
-    result = _deepcopy(obj) if isinstance(obj, dict) else {}
+    if not isinstance(obj, dict):
+        result: dict = {}
+    elif share:
+        result = dict(obj)
+        if type(result.get("metadata")) is dict:
+            result["metadata"] = dict(result["metadata"])
+        _merge_shared(result, patch)
+        return result
+    else:
+        result = _deepcopy(obj)
     _merge_into(result, patch)
     return result
+
+
+def _merge_shared(target: dict, patch: dict) -> None:
+    """:func:`_merge_into` for a ``target`` whose values may be shared: an object the patch
+    goes into is copied (one level) before it changes."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict):
+            current = target.get(key)
+            current = target[key] = dict(current) if isinstance(current, dict) else {}
+            _merge_shared(current, value)
+        else:
+            target[key] = _deepcopy(value)
 
 
 def _merge_into(target: dict, patch: dict) -> None:

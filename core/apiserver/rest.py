@@ -336,9 +336,12 @@ async def patch(ctx: "Context") -> web.Response:
     precondition = _patch_precondition(content_type, body)
     warnings: list[str] = []
 
+    share = content_type == rq.MERGE_PATCH and _may_share(ctx, kind)
+
     def build(current: dict) -> tuple[dict, str | None]:
-        # the patch functions are pure: the result shares nothing with ``current``
-        patched = check_type(ctx, kind, _apply_patch(ctx, content_type, current, body))
+        # the result shares nothing with ``current`` but what ``share`` allows
+        patched = check_type(ctx, kind, _apply_patch(ctx, content_type, current, body,
+                                                     share=share))
         object_name(ctx, patched)
         warnings[:] = ctx.server.check_fields(kind, patched, fv, unchanged=current)
         return patched, precondition
@@ -346,11 +349,20 @@ async def patch(ctx: "Context") -> web.Response:
     return ctx.respond_object(stored, warnings=warnings)
 
 
+def _may_share(ctx: "Context", kind: Kind) -> bool:
+    """Whether an update of ``kind`` may keep the stored object's own values where it does
+    not change them (see :meth:`APIServer.update_object`'s ``private``): built-in kinds,
+    whose defaulting leaves a defaulted object alone and whose unchanged fields the schema
+    check does not walk, except Namespaces (their spec.finalizers are set on every write)."""
+    return not ctx.server.crds.is_custom(kind) and not (kind.group == "" and
+                                                        kind.kind == "Namespace")
+
+
 async def _guaranteed_update(ctx: "Context", build, subresource: str, *,
                              conflict_resource: str = "") -> dict:
     """Read the object, ``build(current) -> (new, precondition)``, and write ``new`` with
-    compare-and-swap on the revision read. ``new`` must share nothing with ``current`` or
-    with anything else (it is changed in place). A lost race is retried from a fresh read, unless
+    compare-and-swap on the revision read. ``new`` must share nothing with anything else
+    (it is changed in place). A lost race is retried from a fresh read, unless
     the request named a resourceVersion (``precondition``): then it is the client's 409.
 
     As kube-apiserver's GuaranteedUpdate, the first attempt starts from the watch cache's
@@ -358,7 +370,9 @@ async def _guaranteed_update(ctx: "Context", build, subresource: str, *,
     that the store accepts (its compare-and-swap proves the copy was current) ends there;
     anything else (a failed precondition, an error, a conflict, a write that changes
     nothing) is decided again from the store. ``conflict_resource`` names the resource in
-    the 409 of a write that kept losing races (default: the kind's)."""
+    the 409 of a write that kept losing races (default: the kind's). For the kinds of
+    :func:`_may_share`, ``new`` may hold ``current``'s own values where it leaves them
+    unchanged: nothing on the write path changes those (they are the same JSON)."""
     kind, info = ctx.kind, ctx.info
     dry = dry_run(ctx)
     current = None if dry else _cached(ctx)
@@ -412,12 +426,13 @@ def _patch_precondition(content_type: str, body) -> str | None:
     return None
 
 
-def _apply_patch(ctx: "Context", content_type: str, obj: dict, body) -> dict:
+def _apply_patch(ctx: "Context", content_type: str, obj: dict, body, *,
+                 share: bool = False) -> dict:
     try:
         if content_type == rq.MERGE_PATCH:
             if not isinstance(body, dict):
                 raise errors.BadRequest("a merge patch must be a JSON object")
-            return patching.apply_merge_patch(obj, body)
+            return patching.apply_merge_patch(obj, body, share=share)
         if content_type == rq.JSON_PATCH:
             if not isinstance(body, list):
                 raise errors.BadRequest("a JSON patch must be a JSON array of operations")
@@ -472,13 +487,16 @@ async def bind(ctx: "Context", body) -> web.Response:
         if assigned:
             raise errors.Conflict("pods/binding", info.name,
                                   why=f"pod {info.name} is already assigned to node {assigned!r}")
-        new = _json.copy(current)
-        new["spec"]["nodeName"] = node
-        conds = [c for c in new.setdefault("status", {}).get("conditions", [])
-                 if c.get("type") != "PodScheduled"]
+        # a new object, spec, status and metadata holding the stored pod's own values
+        # (pods are a kind of _may_share: nothing on the write path changes those)
+        new = dict(current)
+        new["metadata"] = dict(current["metadata"])
+        new["spec"] = {**(current.get("spec") or {}), "nodeName": node}
+        status = new["status"] = dict(current.get("status") or {})
+        conds = [c for c in status.get("conditions") or () if c.get("type") != "PodScheduled"]
         conds.append({"type": "PodScheduled", "status": "True",
                       "lastTransitionTime": ctx.server.now()})
-        new["status"]["conditions"] = conds
+        status["conditions"] = conds
         return new, None
     await _guaranteed_update(ctx, build, "binding", conflict_resource="pods/binding")
     return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},

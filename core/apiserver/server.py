@@ -755,7 +755,11 @@ def _namespace_spec_finalizers(kind: Kind, source: dict) -> list | None:
 
 
 def _drop_path(obj: Any, parts: tuple) -> None:
-    """Remove the field at ``parts`` (keys and list indexes): unknown-field pruning."""
+    """Remove the field at ``parts`` (keys and list indexes): unknown-field pruning. The
+    objects and lists on the way are copied first (one level each), so that values ``obj``
+    shares with a stored object (a patch's result, see rest._may_share) stay as they are."""
     for part in parts[:-1]:
-        obj = obj[part]
+        child = obj[part]
+        child = obj[part] = dict(child) if type(child) is dict else list(child)
+        obj = child
     obj.pop(parts[-1], None)

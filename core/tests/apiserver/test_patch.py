@@ -103,6 +103,41 @@ def test_property_merge_patch_is_idempotent(a, patch):
     assert json_equal(apply_merge_patch(once, patch), once)
 
 
+json_patches = st.dictionaries(st.text(max_size=3), st.one_of(st.none(), json_no_null),
+                               max_size=5)
+
+
+def _walk(value, seen: set) -> None:
+    """The ids of every object and list in ``value``."""
+    if isinstance(value, (dict, list)):
+        seen.add(id(value))
+        for child in value.values() if isinstance(value, dict) else value:
+            _walk(child, seen)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=SLOW_OK)
+@given(json_objects_no_null, json_patches)
+def test_property_a_sharing_merge_patch_gives_the_copying_answer_and_changes_nothing_shared(
+        a, patch):
+    before, patch_before = copy.deepcopy(a), copy.deepcopy(patch)
+    shared = apply_merge_patch(a, patch, share=True)
+    assert shared == apply_merge_patch(a, patch)
+    assert a == before and patch == patch_before
+    # every container the result shares with ``a`` is one the patch did not go into:
+    # changing the result where the patch went leaves ``a`` alone
+    mine: set = set()
+    _walk(a, mine)
+    assert id(shared) not in mine
+    for key, value in patch.items():
+        if isinstance(value, dict) and key in shared:
+            assert id(shared[key]) not in mine
+    from_patch: set = set()
+    _walk(patch, from_patch)
+    seen: set = set()
+    _walk(shared, seen)
+    assert not seen & from_patch  # the patch's values are copied
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=SLOW_OK)
 @given(json_objects_no_null)
 def test_property_empty_patch_is_identity_and_self_patch_is_identity(a):
