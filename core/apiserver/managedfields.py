@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 import time as _time
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
@@ -578,7 +579,8 @@ def compare_objects(old: Any, new: Any, strategy: Field | None = None) -> Compar
     added: set[Path] = set()
     modified: set[Path] = set()
     removed: set[Path] = set()
-    _compare(old, new, strategy or EMPTY, (), added, modified, removed)
+    if not (type(old) is type(new) and type(old) in (dict, list) and _same_json(old, new)):
+        _compare(old, new, strategy or EMPTY, (), added, modified, removed)
     return Comparison(FieldSet._of(frozenset(added)), FieldSet._of(frozenset(modified)),
                       FieldSet._of(frozenset(removed)))
 
@@ -613,8 +615,8 @@ def _unchanged(lhs: Any, rhs: Any) -> bool:
 
 def _compare(lhs: Any, rhs: Any, node: Field, path: Path,
              added: set, modified: set, removed: set) -> None:
-    if type(lhs) is type(rhs) and type(lhs) in (dict, list) and _same_json(lhs, rhs):
-        return
+    """Record what differs between ``lhs`` and ``rhs`` at ``path``; the callers have found
+    that they are not the same JSON (:func:`_unchanged` or :func:`_same_json` said no)."""
     if lhs is _MISSING:
         _all_nodes(rhs, node, path, added)
         return
@@ -643,8 +645,16 @@ def _compare(lhs: Any, rhs: Any, node: Field, path: Path,
     if ls == "map":
         for key, lv in lhs.items():
             rv = rhs.get(key, _MISSING)
-            if _unchanged(lv, rv):
+            if lv is rv:
                 continue
+            kind = type(lv)
+            if kind is type(rv):  # _unchanged, and two different scalars recorded here
+                if kind is str or kind is int or kind is float or kind is bool:
+                    if lv != rv:
+                        modified.add(path + ("f:" + key,))
+                    continue
+                if (kind is dict or kind is list) and _same_json(lv, rv):
+                    continue
             _compare(lv, rv, node.child(key), path + ("f:" + key,), added, modified, removed)
         for key, rv in rhs.items():
             if key not in lhs:
@@ -981,6 +991,247 @@ def _with_entries(obj: dict, entries: list[_Entry]) -> dict:
     return out
 
 
+# ----------------------------------------------------------------------------- stored trees
+#
+# Most writes leave most managedFields entries as they were (a Lease renewal changes the
+# time of its writer's entry and no field set at all), and the entries an object carries are
+# this server's own canonical FieldsV1 trees. The fast path of update_managed_fields works on
+# those trees as they are: it checks that a tree is canonical (exactly what decoding it and
+# encoding the set again would give), answers "does this entry own a changed or removed
+# path" by walking the tree along those paths, and edits only the entries they touch, in
+# place of decoding every set and encoding it again. Anything it does not handle (a tree in
+# another form, a malformed entry, more than MAX_UPDATE_MANAGERS updaters) goes the general
+# way, which is the reference: the two give the same managedFields (tests pin it).
+
+_FAST_PATH = True  # tests switch it off to get the general path's answer
+
+_JSON_STRING = r'"[^"\\\x00-\x1f]*"'  # a JSON string without escapes: its own canonical text
+_JSON_SCALAR = _JSON_STRING + r"|0|-?[1-9][0-9]*|true|false|null"
+_KEY_PAIR = re.compile(r'"([^"\\\x00-\x1f]*)":(?:' + _JSON_SCALAR + ")")
+_SIMPLE_K = re.compile(r"k:\{" + _JSON_STRING + ":(?:" + _JSON_SCALAR + r")\}")
+_SIMPLE_V = re.compile(r"v:(?:" + _JSON_SCALAR + ")")
+
+
+def _canonical_kv(key: str) -> bool:
+    """True when ``key`` is a ``k:`` or ``v:`` FieldsV1 key in the form decoding gives it
+    (its own :func:`_normalize_element`); the usual forms are recognised by pattern, others
+    decoded. False for anything else (``i:`` keys too: their order is not string order)."""
+    kind = key[:2]
+    if kind == "k:":
+        if _SIMPLE_K.fullmatch(key):
+            return True
+        if key[2:3] == "{" and key[-1:] == "}":  # several plain pairs: in key order?
+            end = len(key) - 1
+            pos = 3
+            previous = None
+            while True:
+                match = _KEY_PAIR.match(key, pos)
+                if match is None:
+                    break
+                name = match.group(1)
+                if previous is not None and not previous < name:
+                    break
+                previous = name
+                pos = match.end()
+                if pos == end:
+                    return True
+                if key[pos] != ",":
+                    break
+                pos += 1
+    elif kind == "v:":
+        if _SIMPLE_V.fullmatch(key):
+            return True
+    else:
+        return False
+    try:
+        return _normalize_element(key) == key
+    except ValueError:
+        return False
+
+
+def _canonical_tree(node: dict, root: bool) -> bool:
+    """True when ``node`` is a valid FieldsV1 tree in canonical form, which is what its
+    set encodes to: every value an object, ``"."`` (an empty object, not at the root) only
+    first and only before other keys, the other keys ``f:``, ``k:`` or ``v:`` ones in the
+    form decoding gives them and in string order (which is :func:`_element_rank` order
+    without ``i:`` keys; a tree with those is left to the general way). Runs on every entry
+    of every write: one pass, ``f:`` keys (any text after ``f:`` is canonical, and they are
+    the keys from "f:" to "f;") checked by comparisons only."""
+    previous = ""
+    for key, sub in node.items():
+        if type(sub) is not dict:
+            return False
+        if key <= previous or key < "f:":
+            if key == "." and not previous and not root and not sub:
+                previous = "."
+                continue
+            return False
+        previous = key
+        if sub and not _canonical_tree(sub, False):
+            return False
+        if key >= "f;" and not _canonical_kv(key):
+            return False
+    return previous != "."
+
+
+_GONE = object()
+
+
+def _tree_minus(node: dict, removal: dict, root: bool) -> Any:
+    """Canonical ``node`` without the members of canonical ``removal`` (the tree of the
+    set to take away): ``node`` itself when it owns none of them, _GONE when nothing is
+    left of it. Only the parts both trees have are walked; the rest is shared."""
+    was_member = not root and (not node or "." in node)
+    member = was_member and not (not removal or "." in removal)
+    changed = member != was_member
+    children: dict = {}
+    for element, sub in removal.items():
+        mine = node.get(element)
+        if mine is None or element == ".":
+            continue
+        left = _tree_minus(mine, sub, False)
+        if left is not mine:
+            children[element] = left
+            changed = True
+    if not changed:
+        return node
+    out: dict = {".": {}} if member else {}
+    for element, sub in node.items():
+        if element == ".":
+            continue
+        sub = children.get(element, sub)
+        if sub is not _GONE:
+            out[element] = sub
+    if member:
+        return out if len(out) > 1 else {}
+    return out if out else _GONE
+
+
+def _tree_union(node: dict, other: dict, root: bool) -> dict:
+    """The canonical tree of the union of two canonical trees' sets (``node`` itself when
+    ``other`` adds nothing; unchanged subtrees are shared)."""
+    if node is other:
+        return node
+    was_member = not root and (not node or "." in node)
+    member = was_member or (not root and (not other or "." in other))
+    changed = member != was_member
+    children: dict = {}
+    for element, sub in other.items():
+        if element == ".":
+            continue
+        mine = node.get(element)
+        if mine is None:
+            children[element] = sub
+            changed = True
+        else:
+            merged = _tree_union(mine, sub, False)
+            if merged is not mine:
+                children[element] = merged
+                changed = True
+    if not changed:
+        return node
+    elements = [e for e in node if e != "."]
+    elements.extend(e for e in children if e not in node)
+    out: dict = {".": {}} if member and elements else {}
+    for element in _sorted_elements(elements):
+        sub = children.get(element)
+        out[element] = node[element] if sub is None else sub
+    return out
+
+
+def _tree_without(tree: dict, removal: dict) -> dict:
+    """Canonical root ``tree`` without the set of canonical root ``removal``."""
+    left = _tree_minus(tree, removal, True)
+    return {} if left is _GONE else left
+
+
+def _fast_update(incoming: Any, old_obj: Any, changed: FieldSet, removed: FieldSet,
+                 manager: str, api_version: str, subresource: str, time: Any) -> list | None:
+    """The managedFields update_managed_fields writes, worked out on the canonical trees the
+    entries carry; None when the entries are not all in the form this handles (then the
+    general way decides)."""
+    if incoming:
+        raw = incoming  # a client's list that is canonical counts as if it were stored
+    elif old_obj is None:
+        raw = []
+    else:
+        if type(old_obj) is not dict:
+            return None
+        meta = old_obj.get("metadata")
+        if meta is None:
+            meta = {}
+        elif type(meta) is not dict:
+            return None
+        raw = meta.get("managedFields")
+        if raw is None:
+            raw = []
+    if type(raw) is not list:
+        return None
+    parsed = []
+    for entry in raw:
+        if type(entry) is not dict:
+            return None
+        operation = entry.get("operation")
+        if operation != "Update" and operation != "Apply":
+            return None
+        if entry.get("fieldsType", "FieldsV1") != "FieldsV1":
+            return None
+        name = entry.get("manager", "")
+        version = entry.get("apiVersion", "")
+        when = entry.get("time")
+        sub = entry.get("subresource", "") or ""
+        if type(name) is not str or type(version) is not str or type(sub) is not str \
+                or (when is not None and type(when) is not str):
+            return None
+        tree = entry.get("fieldsV1") or {}
+        if type(tree) is not dict or (tree and not _canonical_tree(tree, True)):
+            return None
+        parsed.append((operation, when, name, version, sub, tree))
+
+    # the trees of the changed and removed sets: what every entry loses, what the writer's
+    # own gains (the trees of small sets: a renewal changes one field)
+    changed_tree = changed._tree() if changed else None
+    removed_tree = removed._tree() if removed else None
+    if changed_tree is None or removed_tree is None:
+        touched = changed_tree if removed_tree is None else removed_tree
+    else:
+        touched = _tree_union(changed_tree, removed_tree, True)
+    result = []
+    previous: tuple | None = None
+    for operation, when, name, version, sub, tree in parsed:
+        if operation == "Update" and name == manager and version == api_version \
+                and sub == subresource:
+            previous = (when, tree)  # the writer's own entry (the last one, as in general)
+            continue
+        if touched is not None and tree:
+            tree = _tree_without(tree, touched)
+        result.append((operation, when, name, version, sub, tree))
+    if previous is not None:
+        tree = previous[1]
+        if removed_tree is not None and tree:
+            tree = _tree_without(tree, removed_tree)
+    if changed_tree is not None:
+        tree = changed_tree if previous is None else _tree_union(tree, changed_tree, True)
+        result.append(("Update", _now(time), manager, api_version, subresource, tree))
+    elif previous is not None:
+        result.append(("Update", previous[0], manager, api_version, subresource, tree))
+    result = [r for r in result if r[5]]
+    if sum(1 for r in result if r[0] == "Update") > MAX_UPDATE_MANAGERS:
+        return None
+    result.sort(key=lambda r: (r[0], r[1] or "", r[2], r[3], r[4]))
+    out = []
+    for operation, when, name, version, sub, tree in result:
+        entry = {"manager": name, "operation": operation, "apiVersion": version}
+        if when is not None:
+            entry["time"] = when
+        entry["fieldsType"] = "FieldsV1"
+        entry["fieldsV1"] = tree
+        if sub:
+            entry["subresource"] = sub
+        out.append(entry)
+    return out
+
+
 # ----------------------------------------------------------------------------- Update
 
 
@@ -1016,6 +1267,27 @@ def update_managed_fields(
     ignore_paths = _ignore_paths(ignore)
 
     incoming = (new_obj.get("metadata") or {}).get("managedFields")
+    before = _without_managed_fields(old_obj) if old_obj is not None else {}
+    after = _without_managed_fields(new_obj)
+    diff = compare_objects(before, after, node)
+    changed = _tracked(diff.added | diff.modified, ignore_paths)
+    removed = _tracked(diff.removed, ignore_paths)
+
+    if _FAST_PATH:
+        fast = _fast_update(incoming, old_obj, changed, removed, manager, api_version,
+                            subresource, time)
+        if fast is not None:
+            out = dict(new_obj)
+            meta = out.setdefault("metadata", {})
+            if not isinstance(meta, dict):
+                return out
+            meta = out["metadata"] = dict(meta)
+            if fast:
+                meta["managedFields"] = fast
+            else:
+                meta.pop("managedFields", None)
+            return out
+
     if incoming == [{}]:
         entries: list[_Entry] = []
     else:
@@ -1025,12 +1297,6 @@ def update_managed_fields(
             entries = []
         if not entries:
             entries = _entries_of(old_obj)
-
-    before = _without_managed_fields(old_obj) if old_obj is not None else {}
-    after = _without_managed_fields(new_obj)
-    diff = compare_objects(before, after, node)
-    changed = _tracked(diff.added | diff.modified, ignore_paths)
-    removed = _tracked(diff.removed, ignore_paths)
 
     mine = _Entry(manager, "Update", api_version, None, FieldSet(), subresource)
     result: list[_Entry] = []
