@@ -59,6 +59,52 @@ class _PodRequest:
         return self
 
 
+#: How many distinct request shapes NodeResourcesFit remembers (then it starts over).
+_COMPUTED_MAX = 512
+
+
+def _request_items(container: dict) -> tuple | None:
+    requests = (container.get("resources") or _EMPTY).get("requests")
+    if not requests:
+        return ()
+    items = tuple(requests.items())
+    for _, value in items:
+        if type(value) is not str:  # quantities as the API serves them only
+            return None
+    return items
+
+
+def _requests_key(pod: dict) -> tuple | None:
+    """Everything :func:`pod_requests` reads of ``pod`` (containers' requests, init
+    containers' requests and restartPolicy, overhead), as a hashable key; None when a
+    value is not a string (then nothing is remembered)."""
+    spec = pod.get("spec") or _EMPTY
+    containers: list = []
+    for c in spec.get("containers") or ():
+        items = _request_items(c)
+        if items is None:
+            return None
+        containers.append(items)
+    inits: list = []
+    for c in spec.get("initContainers") or ():
+        items = _request_items(c)
+        policy = c.get("restartPolicy")
+        if items is None or (policy is not None and type(policy) is not str):
+            return None
+        inits.append((policy, items))
+    overhead = spec.get("overhead")
+    extra: tuple = ()
+    if overhead:
+        extra = tuple(overhead.items())
+        for _, value in extra:
+            if type(value) is not str:
+                return None
+    return tuple(containers), tuple(inits), extra
+
+
+_EMPTY: dict = {}
+
+
 class NodeResourcesFit:
     """PreFilter + Filter + PreScore + Score + Sign (the pod's request vector; ignored
     resources and the scoring strategy are fixed per instance)."""
@@ -114,6 +160,9 @@ class NodeResourcesFit:
                           for r in s.get("resources", DEFAULT_RESOURCES)]
         self._last_state: CycleState | None = None
         self._last_request: _PodRequest | None = None
+        # what _compute made of the request fields (see _requests_key): pods of one
+        # template share them, so most cycles skip parsing the quantities again
+        self._computed: dict[tuple, _PodRequest] = {}
         self._ignored = set(self.options.ignoredResources)
         self._ignored_groups = set(self.options.ignoredResourceGroups)
         if self.strategy == "RequestedToCapacityRatio":
@@ -124,6 +173,19 @@ class NodeResourcesFit:
     # ---------------------------------------------------------------- filter
 
     def _compute(self, pod: dict) -> _PodRequest:
+        key = _requests_key(pod)
+        if key is not None:
+            known = self._computed.get(key)
+            if known is not None:
+                return known
+        req = self._compute_new(pod)
+        if key is not None:
+            if len(self._computed) >= _COMPUTED_MAX:
+                self._computed.clear()
+            self._computed[key] = req
+        return req
+
+    def _compute_new(self, pod: dict) -> _PodRequest:
         request, non_zero = pod_requests(pod), pod_requests(pod, non_zero=True)
         checks = [(name, amount) for name, amount in request.items()
                   if amount > 0 and name != "pods" and not self._ignored_resource(name)]

@@ -108,3 +108,38 @@ def test_options_load_through_the_entry_point(pilothouse_plugins):
     (lp,) = pilothouse_plugins(doc, base="none").profiles["s"]
     assert isinstance(lp.instance, NodeResourcesFit) and lp.instance.strategy == "MostAllocated"
     assert lp.ref.weight == 5
+
+
+def test_remembered_requests_match_a_fresh_computation_for_every_shape():
+    """_compute remembers what it made of a pod's request fields: each pod, seen after
+    others of other shapes (and again), gets what a fresh plugin computes for it."""
+    import copy
+
+    from pilothouse_sched_default import noderesources
+
+    def shaped(i):
+        p = pod(f"p{i}", cpu=("100m", "1", "250m")[i % 3], memory=("1Gi", None)[i % 2])
+        spec = p["spec"]
+        if i % 4 == 1:
+            spec["initContainers"] = [{"name": "i", "resources": {"requests": {"cpu": "2"}}}]
+        if i % 4 == 2:
+            spec["initContainers"] = [{"name": "s", "restartPolicy": "Always",
+                                       "resources": {"requests": {"cpu": "300m"}}},
+                                      {"name": "i", "resources": {"requests": {"cpu": "1"}}}]
+        if i % 5 == 3:
+            spec["overhead"] = {"cpu": "50m", "memory": "10Mi"}
+        if i % 7 == 4:  # not strings: computed each time, never remembered
+            spec["containers"][0]["resources"]["requests"]["cpu"] = 2
+        if i % 11 == 5:
+            spec["containers"].append({"name": "b"})
+        return p
+    pods = [shaped(i) for i in range(60)]
+    plugin = NodeResourcesFit()
+    for p in pods + pods[::-1]:
+        got = plugin._compute(copy.deepcopy(p))
+        want = NodeResourcesFit()._compute(p)
+        assert (got.request, got.non_zero, got.checks, got.scoring) == \
+            (want.request, want.non_zero, want.checks, want.scoring)
+    assert 0 < len(plugin._computed) < 60
+    assert noderesources._requests_key(pods[4]) is None
+    assert noderesources._requests_key(pods[1]) != noderesources._requests_key(pods[2])
