@@ -71,7 +71,12 @@ _DEFAULTERS: dict[tuple[str, str], Defaulter] = {}
 def register_defaulter(group: str, kind: str, defaulter: Defaulter) -> None:
     """Register ``defaulter(obj)`` (changes ``obj`` in place) for ``group``/``kind``,
     replacing any earlier one. Process-wide; plugins call it from
-    ``pilothouse_register_kinds`` for their own kinds."""
+    ``pilothouse_register_kinds`` for their own kinds.
+
+    A defaulter must change nothing below the top level of an object it has already
+    defaulted (fill in what is missing, never rewrite what is there): it runs on every
+    create and update, and an update's new object may hold the stored object's own values,
+    which nobody may change."""
     _DEFAULTERS[(group, kind)] = defaulter
 
 

@@ -235,3 +235,89 @@ def test_kinds_without_defaults_and_custom_defaulters():
 def test_default_pod_spec_directly():
     spec = default_pod_spec({"containers": [{"name": "c", "image": "x"}]})
     assert spec["restartPolicy"] == "Always" and "enableServiceLinks" not in spec
+
+
+# A defaulted object must come out of its defaulter untouched below its top level: updates
+# run the defaulter on new objects that hold the stored object's own values (apiserver
+# rest._may_share).
+
+class _Writes(Exception):
+    pass
+
+
+class _WatchedDict(dict):
+    def __setitem__(self, key, value):
+        raise _Writes(f"set {key!r}")
+
+    def setdefault(self, key, default=None):
+        if key not in self:
+            raise _Writes(f"setdefault {key!r}")
+        return self[key]
+
+    def _refuse(self, *args, **kwargs):
+        raise _Writes("changed")
+
+    __delitem__ = pop = popitem = update = clear = _refuse
+
+
+class _WatchedList(list):
+    def _refuse(self, *args, **kwargs):
+        raise _Writes("changed")
+
+    __setitem__ = __delitem__ = append = extend = insert = pop = remove = sort = _refuse
+
+
+def _watched(value):
+    if isinstance(value, dict):
+        return _WatchedDict((k, _watched(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return _WatchedList(_watched(v) for v in value)
+    return value
+
+
+_POD_SPEC = {"containers": [{"name": "c", "image": "nginx", "ports": [{"containerPort": 80}],
+                             "resources": {"limits": {"cpu": "1"}},
+                             "livenessProbe": {"httpGet": {"path": "/", "port": 80}}}],
+             "initContainers": [{"name": "i", "image": "busybox:1"}],
+             "volumes": [{"name": "v", "secret": {"secretName": "s"}},
+                         {"name": "w", "configMap": {"name": "c"}}]}
+_TEMPLATE = {"metadata": {"labels": {"a": "b"}}, "spec": _POD_SPEC}
+
+
+@pytest.mark.parametrize("group,kind,obj", [
+    ("", "Pod", {"spec": _POD_SPEC}),
+    ("", "Service", {"spec": {"ports": [{"port": 80}], "selector": {"a": "b"}}}),
+    ("", "Service", {"spec": {"type": "NodePort", "ports": [{"port": 80}]}}),
+    ("", "Namespace", {"metadata": {"name": "n"}}),
+    ("", "Secret", {"data": {}}),
+    ("", "Node", {"spec": {}}),
+    ("", "Endpoints", {"subsets": [{"ports": [{"port": 80}]}]}),
+    ("", "PersistentVolume", {"spec": {}}),
+    ("", "PersistentVolumeClaim", {"spec": {}}),
+    ("", "LimitRange", {"spec": {"limits": [{"type": "Container", "max": {"cpu": "1"}}]}}),
+    ("apps", "Deployment", {"spec": {"template": _TEMPLATE}}),
+    ("apps", "ReplicaSet", {"spec": {"template": _TEMPLATE}}),
+    ("apps", "DaemonSet", {"spec": {"template": _TEMPLATE}}),
+    ("apps", "StatefulSet", {"spec": {"template": _TEMPLATE}}),
+    ("batch", "Job", {"spec": {"template": _TEMPLATE}}),
+    ("batch", "CronJob", {"spec": {"schedule": "* * * * *", "jobTemplate": {
+        "spec": {"template": _TEMPLATE}}}}),
+    ("discovery.k8s.io", "EndpointSlice", {"endpoints": [{"addresses": ["1.2.3.4"]}],
+                                           "ports": [{"port": 80}]}),
+    ("rbac.authorization.k8s.io", "RoleBinding", {"subjects": [{"kind": "User", "name": "u"}],
+                                                  "roleRef": {"kind": "Role", "name": "r"}}),
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding", {
+        "subjects": [{"kind": "Group", "name": "g"}], "roleRef": {"name": "r"}}),
+    ("scheduling.k8s.io", "PriorityClass", {"value": 10}),
+    ("autoscaling", "HorizontalPodAutoscaler", {"spec": {"maxReplicas": 3}}),
+    ("storage.k8s.io", "StorageClass", {"provisioner": "p"}),
+    ("apiextensions.k8s.io", "CustomResourceDefinition", {"spec": {"names": {"kind": "W"}}}),
+])
+def test_a_defaulted_object_is_left_alone_by_its_defaulter(group, kind, obj):
+    api_version = f"{group}/v1" if group else "v1"
+    obj = {"apiVersion": api_version, "kind": kind, "metadata": {"name": "x"},
+           **copy.deepcopy(obj)}
+    defaulted = apply_defaults(None, obj)
+    top = {key: _watched(value) for key, value in defaulted.items()}
+    apply_defaults(None, top)  # raises _Writes on any change below the top level
+    assert top == defaulted
