@@ -40,7 +40,7 @@ import secrets
 import time
 from typing import Any
 
-from pilothouse.model._jsoncopy import copy_json, same_json
+from pilothouse.model._jsoncopy import copy_json, exact_json, same_json
 from pilothouse.model.kinds import Kind, _lookup
 from pilothouse.model.quantity import Quantity, QuantityError
 
@@ -526,16 +526,33 @@ def _positive(resources: dict, key: str) -> dict[str, Quantity]:
     return out
 
 
+#: QoS classes by the JSON of the containers' resources (pods of one template share it).
+_QOS: dict[bytes, str] = {}
+
+
 def pod_qos_class(pod: dict) -> str:
     """The pod's QoS class as the kubelet and the API server compute it from cpu and memory
     of its containers and init containers: ``Guaranteed`` (every container has cpu and
     memory limits and requests equal to them), ``BestEffort`` (no requests or limits at
     all) or ``Burstable``."""
     spec = pod.get("spec") or {}
+    containers = (spec.get("containers") or []) + (spec.get("initContainers") or [])
+    key = exact_json([c.get("resources") if isinstance(c, dict) else c for c in containers])
+    qos = _QOS.get(key) if key is not None else None
+    if qos is None:
+        qos = _qos_class(containers)
+        if key is not None:
+            if len(_QOS) >= 1024:
+                _QOS.clear()
+            _QOS[key] = qos
+    return qos
+
+
+def _qos_class(containers: list) -> str:
     requests: dict[str, Quantity] = {}
     limits: dict[str, Quantity] = {}
     guaranteed = True
-    for container in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+    for container in containers:
         res = container.get("resources") or {}
         lim = _positive(res, "limits")
         # a limit without a request implies an equal request (defaulting copies it), so the

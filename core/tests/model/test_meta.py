@@ -1,5 +1,6 @@
 """Tests of pilothouse.model.meta: system fields, names, finalizers, owners, deletion."""
 
+import copy
 import datetime
 import re
 import uuid
@@ -281,6 +282,18 @@ def test_pod_qos_class_before_defaults():
     # limits alone imply equal requests, whether or not defaulting has copied them yet
     assert M.pod_qos_class(_pod({"limits": {"cpu": "1", "memory": "1Gi"}})) == "Guaranteed"
     assert M.pod_qos_class(_pod({"limits": {"cpu": "1"}})) == "Burstable"
+
+
+def test_pod_qos_class_from_the_memo_is_the_computed_one():
+    cases = [{}, {"requests": {"cpu": "1"}}, {"limits": {"cpu": 1, "memory": "1Gi"}},
+             {"limits": {"cpu": "1", "memory": "1Gi"}}, {"requests": {"memory": "0"}},
+             {"limits": {"cpu": True}}, {"limits": {"cpu": 1.0, "memory": "1Gi"}}]
+    for first in cases:
+        for second in cases:
+            pod = _pod(first, second)
+            pod["spec"]["initContainers"] = [{"name": "i", "resources": second}]
+            want = M._qos_class(pod["spec"]["containers"] + pod["spec"]["initContainers"])
+            assert M.pod_qos_class(pod) == want == M.pod_qos_class(copy.deepcopy(pod))
 
 
 def test_object_reference():
