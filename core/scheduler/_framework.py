@@ -600,6 +600,8 @@ class Framework:
         walk = state.get(FEASIBLE_KEY)
         if walk is not None and walk.nodes is nodes:
             names, totals = await self._score_walk(state, pod, walk, skip)
+            if names is None:
+                names = _pick(walk.table.snapshot.names, walk.indexes)
             return dict(zip(names, totals))
         names = [n.name for n in nodes]
         totals = dict.fromkeys(names, 0)
@@ -624,11 +626,12 @@ class Framework:
 
     async def _score_walk(self, state: CycleState, pod: dict, walk: _Walk,
                           skip: set[str]) -> tuple[list[str], list[int]]:
-        """run_score on the table path, as lists in feasible order: the names and their
-        totals. Raw scores come from the table, computed (and stored where the node's status
-        is stored) only where missing."""
+        """run_score on the table path, as lists in feasible order: the names (None when
+        no plugin needed them: :meth:`select` picks by position) and the totals. Raw scores
+        come from the table, computed (and stored where the node's status is stored) only
+        where missing."""
         nodes, indexes, table = walk.nodes, walk.indexes, walk.table
-        names = _pick(table.snapshot.names, indexes)
+        names: list[str] | None = None
         if self._score_async_of is not self.score:  # once per score list, not per cycle
             self._score_async = [_is_async(s[1]) for s in self.score]
             self._score_async_of = self.score
@@ -665,8 +668,11 @@ class Framework:
                 # [0, MAX_NODE_SCORE], so only a cycle with another new score checks them
                 if unchecked and values and \
                         not (0 <= min(values) and max(values) <= MAX_NODE_SCORE):
-                    _out_of_range(name, dict(zip(names, values)))
+                    _out_of_range(name, dict(zip(_pick(table.snapshot.names, indexes),
+                                                 values)))
             else:
+                if names is None:
+                    names = _pick(table.snapshot.names, indexes)
                 raw = dict(zip(names, values))
                 normalized = await _call(normalize, state, pod, raw)
                 checked = normalized.values()
@@ -684,7 +690,7 @@ class Framework:
             if weight != 1:
                 values = list(map(operator.mul, values, itertools.repeat(weight)))
             totals = values if totals is None else list(map(operator.add, totals, values))
-        return names, totals if totals is not None else [0] * len(names)
+        return names, totals if totals is not None else [0] * len(indexes)
 
     async def select(self, state: CycleState, pod: dict, nodes: list[NodeInfo],
                      skip: set[str]) -> str:
@@ -693,13 +699,26 @@ class Framework:
         walk = state.get(FEASIBLE_KEY)
         if walk is None or walk.nodes is not nodes:
             return self.select_host(await self.run_score(state, pod, nodes, skip))
-        names, totals = await self._score_walk(state, pod, walk, skip)
+        _, totals = await self._score_walk(state, pod, walk, skip)
+        names = walk.table.snapshot.names  # by position: names[walk.indexes[j]]
+        indexes = walk.indexes
         best_score = max(totals)
-        count = totals.count(best_score)
-        if count == 1:
-            return names[totals.index(best_score)]
-        return random.choice(list(itertools.compress(
-            names, map(operator.eq, totals, itertools.repeat(best_score)))))
+        packed = None  # the totals as bytes when all are ints within a byte (the common
+        if type(best_score) is int and 0 <= best_score <= 255:  # case): searched in C
+            try:
+                packed = bytes(totals)
+            except (TypeError, ValueError):
+                pass
+        if packed is not None:
+            if packed.count(best_score) == 1:
+                return names[indexes[packed.index(best_score)]]
+            mask: Any = packed.translate(_equal_to(best_score))
+        else:
+            if totals.count(best_score) == 1:
+                return names[indexes[totals.index(best_score)]]
+            mask = map(operator.eq, totals, itertools.repeat(best_score))
+        # the tied positions, in feasible order (random.choice draws only on their count)
+        return names[random.choice(list(itertools.compress(indexes, mask)))]
 
     @staticmethod
     def select_host(totals: dict[str, int]) -> str:
@@ -773,6 +792,17 @@ class Framework:
                 await _call(fn, state, pod, node)
             except Exception:
                 log.exception("post-bind plugin %s failed", name)
+
+
+_EQUAL_TO: dict[int, bytes] = {}
+
+
+def _equal_to(value: int) -> bytes:
+    """A ``bytes.translate`` table turning byte ``value`` into 1 and every other into 0."""
+    table = _EQUAL_TO.get(value)
+    if table is None:
+        table = _EQUAL_TO[value] = bytes(int(i == value) for i in range(256))
+    return table
 
 
 def _pick(seq: list, indexes: list[int]) -> list:

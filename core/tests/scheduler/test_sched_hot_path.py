@@ -261,3 +261,31 @@ def test_any_raw_score_value_round_trips_through_the_table():
         assert r.schedule(mkpod(), assume=False) == p.schedule(mkpod(), assume=False) == "n0"
     assert reused.seen == plain.seen == [table] * 3
     assert reused.calls.count("n0") == 3 and reused.calls.count("n1") == 1
+
+
+@pytest.mark.parametrize("weight,table", [
+    (1, {"n0": 50, "n1": 50, "n2": 40, "n3": 50}),           # ints within a byte: ties
+    (1, {"n0": 50, "n1": 51, "n2": 40, "n3": 50}),           # a single best
+    (3, {"n0": 100, "n1": 100, "n2": 90, "n3": 100}),        # totals above 255
+    (1, {"n0": 50.0, "n1": 50, "n2": 40, "n3": 50.0}),       # float scores (not stored)
+    (1, {"n0": 0, "n1": 0, "n2": 0, "n3": 0}),               # all tied at 0
+])
+def test_table_path_host_selection_draws_like_the_plain_walk(weight, table):
+    """select() on the table path picks by position; with the same random state it makes the
+    same choice as select_host over the totals dict, every time."""
+    import random
+
+    class Weighted(Scored):
+        pass
+    reused = CycleRunner([ProfilePlugin("S", Weighted(table), weight=weight)])
+    plain = CycleRunner([ProfilePlugin("S", Weighted(table), weight=weight)], reuse=False)
+    for r in (reused, plain):
+        for i in range(4):
+            r.add_node(node(f"n{i}", cpu="64"))
+    random.seed(11)
+    a = [reused.schedule(mkpod(), assume=False) for _ in range(40)]
+    random.seed(11)
+    b = [plain.schedule(mkpod(), assume=False) for _ in range(40)]
+    assert a == b
+    best = max(v * weight for v in table.values())
+    assert set(a) == {n for n, v in table.items() if v * weight == best}
