@@ -193,3 +193,44 @@ def test_image_locality_scores_by_size_and_spread():
     everywhere = [node(f"n{i}", images=[("registry.local/big", 900 * MB)]) for i in range(2)]
     latest = pod("q", image="registry.local/big")  # both normalize to :latest
     assert scores(ImageLocality(), latest, everywhere) == {"n0": 89, "n1": 89}
+
+
+def test_default_binder_binds_through_the_client_it_is_given():
+    import asyncio
+
+    from pilothouse.interfaces.scheduler import Code, CycleState
+    from pilothouse.model import errors
+    from pilothouse_sched_default import DefaultBinder
+
+    class Pods:
+        def __init__(self, log, fail=None):
+            self.log, self.fail = log, fail
+
+        async def bind(self, name, namespace, node):
+            if self.fail:
+                raise self.fail
+            self.log.append((name, namespace, node))
+
+    class Client:
+        def __init__(self, fail=None):
+            self.log, self.fail, self.lookups = [], fail, 0
+
+        def resource(self, api_version, kind):
+            assert (api_version, kind) == ("v1", "Pod")
+            self.lookups += 1
+            return Pods(self.log, self.fail)
+
+    binder = DefaultBinder()
+    a, b = Client(), Client(errors.Conflict("pods", "web", "already bound"))
+    p = {"metadata": {"name": "web", "namespace": "prod"}}
+
+    async def main():
+        out = []
+        for client in (a, a, b, a):
+            out.append(await binder.bind(CycleState(), p, "n1", client))
+        return out
+    out = asyncio.run(main())
+    assert [s.code for s in out] == [Code.SUCCESS, Code.SUCCESS, Code.UNSCHEDULABLE,
+                                     Code.SUCCESS]
+    assert a.log == [("web", "prod", "n1")] * 3 and b.log == []
+    assert a.lookups == 2 and b.lookups == 1
