@@ -106,16 +106,33 @@ class Informer:
                     log.exception("informer handler failed")
 
     def _set(self, obj: dict) -> None:
+        # (every watch event of every informer comes here: object_key inline, no index
+        # call without indexers, handlers called here)
         if self.transform is not None:
             obj = self.transform(obj)
-        key = object_key(obj)
-        old = self.cache.get(key)
-        self.cache[key] = obj
-        self._index(key, old, obj)
+        m = obj["metadata"]
+        key = f"{m['namespace']}/{m['name']}" if m.get("namespace") else m["name"]
+        cache = self.cache
+        old = cache.get(key)
+        cache[key] = obj
+        if self.indexers:
+            self._index(key, old, obj)
         if old is None:
-            self._emit(0, obj)
+            for handlers in self.handlers:
+                h = handlers[0]
+                if h is not None:
+                    try:
+                        h(obj)
+                    except Exception:
+                        log.exception("informer handler failed")
         else:
-            self._emit(1, old, obj)
+            for handlers in self.handlers:
+                h = handlers[1]
+                if h is not None:
+                    try:
+                        h(old, obj)
+                    except Exception:
+                        log.exception("informer handler failed")
 
     def _remove(self, obj: dict) -> None:
         key = object_key(obj)
