@@ -549,7 +549,9 @@ class Scheduler:
                              f"to {node}", action="Binding", component=fw.profile)
         if fw.post_bind:
             await fw.run_post_bind(state, assumed, node)
-        if self.pm is not None:
+        # (a hook without implementations is not called: pluggy's call costs more than the
+        # look whether there are any, once per bound pod)
+        if self.pm is not None and self.pm.hook.pilothouse_pod_scheduled.get_hookimpls():
             try:
                 self.pm.hook.pilothouse_pod_scheduled(pod=assumed, node_name=node,
                                                       profile=fw.profile)

@@ -362,6 +362,43 @@ def test_no_nodes_message_and_broadcast_hooks(api):
                      ("scheduled", "lonely", "n1", "default-scheduler")]
 
 
+
+def test_the_scheduled_hook_reaches_implementations_registered_while_running(api):
+    """The host skips the pilothouse_pod_scheduled call while no plugin implements it; one
+    registered later is called for the pods bound from then on."""
+    calls = []
+
+    class Hooks:
+        @hookimpl
+        def pilothouse_pod_scheduled(self, pod, node_name, profile):
+            calls.append((pod["metadata"]["name"], node_name))
+    pm = make_plugin_manager()
+
+    async def main():
+        from pilothouse.client import Client
+        async with Client(api.url) as client:
+            await client.resource("v1", "Node").create(node("n1"))
+            sched = Scheduler(client, {"default-scheduler": profile()}, Settings(), pm=pm)
+            await sched.start()
+            try:
+                pods = client.resource("v1", "Pod")
+                await pods.create(pod("before"), "default")
+                for _ in range(200):
+                    if sched.stats["scheduled"]:
+                        break
+                    await asyncio.sleep(0.02)
+                pm.register(Hooks())
+                await pods.create(pod("after"), "default")
+                for _ in range(200):
+                    if calls:
+                        break
+                    await asyncio.sleep(0.02)
+            finally:
+                await sched.stop()
+            return sched.stats["scheduled"]
+    assert asyncio.run(main()) == 2
+    assert calls == [("after", "n1")]
+
 def test_from_config_loads_plugins_by_entry_point_and_checks_profiles(api, fake_dist):
     fake_dist("pilothouse-toysched", {"pilothouse.scheduler": {
         "ToySort": "toysched:ToySort", "ToyBind": "toysched:ToyBind"}}, {"toysched.py": '''
