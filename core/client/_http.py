@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 _HEAD, _LENGTH, _CHUNKED, _UNTIL_CLOSE, _DONE = range(5)
 _PAUSE_AT = 4 << 20  # buffered stream bytes before reading from the socket pauses
+_CLOCK_SLACK = 0.001  # uvloop's clock and timers count whole milliseconds
 
 
 class Disconnected(ConnectionError):
@@ -65,6 +66,7 @@ class _Connection(asyncio.Protocol):
         self.buffered = 0
         self.paused = False
         self.head_only = False
+        self.deadline: float | None = None  # loop time by which the response must be in
         self._state = _DONE
         self._buf = b""
         self._body: list[bytes] = []
@@ -299,6 +301,8 @@ class Pool:
         self._open = 0  # connections counted against the limit (open or opening)
         self._waiters: collections.deque[asyncio.Future] = collections.deque()
         self._all: set[_Connection] = set()
+        self._timer: asyncio.TimerHandle | None = None  # the deadline timer (see request)
+        self._timer_at = 0.0
 
     async def acquire(self, timeout: float | None) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -308,6 +312,7 @@ class Pool:
                     conn.closed = True
                 self._idle, self._all, self._waiters = [], set(), collections.deque()
                 self._open = 0
+                self._timer = None  # the old loop's
             self.loop = loop
         idle = self._idle
         while idle:
@@ -381,22 +386,63 @@ class Pool:
         """Send ``data`` (a whole request) and return the whole response."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout if timeout else None
-        conn = await self.acquire(timeout)
+        conn = None
+        if loop is self.loop:  # an idle connection: no coroutine for acquire()
+            idle = self._idle
+            while idle:
+                conn = idle.pop()
+                if not conn.closed:
+                    conn.idle = False
+                    break
+                conn = None
+        if conn is None:
+            conn = await self.acquire(timeout)
         done = False
-        timer = None
         try:
             waiter = conn.send(data, head_only=head_only)
             if deadline is not None:
-                timer = loop.call_at(deadline, _expire, conn, waiter)
+                conn.deadline = deadline
+                if self._timer is None or deadline < self._timer_at:
+                    self._arm(deadline)
             response = await waiter
             done = True
             return response
         finally:
-            if timer is not None:
-                timer.cancel()
+            conn.deadline = None
             if not done:
                 conn.abort()
             self.release(conn)
+
+    def _arm(self, when: float) -> None:
+        """(Re)start the one timer that enforces every request's deadline, for ``when``."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self.loop.call_at(when, self._expire_due)
+
+    def _expire_due(self) -> None:
+        """The deadline timer: fail the requests whose deadline has come (``TimeoutError``,
+        connection closed) and start the timer again for the earliest one still waiting.
+        One timer for the pool instead of one per request: a request only sets and clears
+        its connection's ``deadline``."""
+        self._timer = None
+        # loop.time() can trail a timer set for it by less than the clock's resolution
+        now = self.loop.time() + _CLOCK_SLACK
+        earliest = None
+        for conn in list(self._all):
+            deadline = conn.deadline
+            if deadline is None:
+                continue
+            if deadline <= now:
+                conn.deadline = None
+                waiter = conn.waiter
+                if waiter is not None and not waiter.done():
+                    waiter.set_exception(TimeoutError())
+                    conn.abort()
+            elif earliest is None or deadline < earliest:
+                earliest = deadline
+        if earliest is not None:
+            self._arm(earliest)
 
     async def open_stream(self, data: bytes, connect_timeout: float | None
                           ) -> tuple[_Connection, Response]:
@@ -411,14 +457,12 @@ class Pool:
             raise
 
     async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for conn in list(self._all):
             conn.abort()
         self._all.clear()
         self._idle.clear()
         await asyncio.sleep(0)  # let the transports run connection_lost
 
-
-def _expire(conn: _Connection, waiter: asyncio.Future) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
-        conn.abort()

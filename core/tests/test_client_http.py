@@ -314,3 +314,70 @@ def test_stream_head_arriving_after_the_caller_gave_up():
         assert waiter.cancelled()
         assert list(conn.pieces) == [b"{}\n"]
     run(body())
+
+
+def test_deadlines_of_concurrent_and_later_requests():
+    """One pool timer enforces every request's deadline: a slow request among fast ones
+    times out on time and alone; after the timer went idle a new request is still timed;
+    a request with a shorter timeout started after a longer one times out first."""
+    async def body():
+        async def respond(req):
+            if req[1].startswith("/slow"):
+                await asyncio.sleep(2)
+            return [ok(b"{}")]
+        async with Script(respond) as script:
+            async with Client(script.url, timeout=0.3) as c:
+                loop = asyncio.get_running_loop()
+                t0 = loop.time()
+                slow = asyncio.create_task(c.request("GET", "/slow"))
+                fast = [await c.request("GET", f"/{i}") for i in range(5)]
+                with pytest.raises(errors.Timeout):
+                    await slow
+                assert fast == [{}] * 5
+                assert 0.25 <= loop.time() - t0 < 1.0
+                await asyncio.sleep(0.4)  # nothing in flight: the timer is not running
+                assert c._pool._timer is None
+                t0 = loop.time()
+                with pytest.raises(errors.Timeout):
+                    await c.request("GET", "/slow-again")
+                assert 0.25 <= loop.time() - t0 < 1.0
+                assert await c.request("GET", "/after") == {}
+                # a shorter deadline behind a longer one (the pool's timer moves earlier)
+                pool = c._pool
+                data = b"GET /slow-long HTTP/1.1\r\nHost: x\r\n\r\n"
+                long = asyncio.create_task(pool.request(data, 1.5))
+                await asyncio.sleep(0.05)
+                t0 = loop.time()
+                with pytest.raises(TimeoutError):
+                    await pool.request(b"GET /slow-short HTTP/1.1\r\nHost: x\r\n\r\n", 0.2)
+                assert 0.15 <= loop.time() - t0 < 0.6
+                assert not long.done()
+                with pytest.raises(TimeoutError):
+                    await long
+                assert pool._timer is None
+                assert all(conn.deadline is None for conn in pool._all)
+    run(body())
+
+
+def test_no_timer_per_request():
+    """Requests on a kept-alive connection arm the pool's deadline timer once, not once
+    each (a timer costs the event loop a heap insertion and a removal)."""
+    async def body():
+        async with Script(lambda req: [ok(b"{}")]) as script:
+            async with Client(script.url) as c:
+                loop = asyncio.get_running_loop()
+                armed = []
+                call_at = loop.call_at
+
+                def counting_call_at(when, callback, *args, **kw):
+                    if getattr(callback, "__module__", "") == "pilothouse.client._http":
+                        armed.append(callback)
+                    return call_at(when, callback, *args, **kw)
+                loop.call_at = counting_call_at
+                try:
+                    for i in range(20):
+                        assert await c.request("GET", f"/{i}") == {}
+                finally:
+                    del loop.call_at
+                assert len(armed) == 1
+    run(body())
