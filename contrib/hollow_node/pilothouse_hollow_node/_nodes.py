@@ -24,6 +24,7 @@ import dataclasses
 import hashlib
 import ipaddress
 import logging
+import math
 import time
 from typing import Any
 
@@ -43,6 +44,7 @@ HOSTNAME_LABEL = "kubernetes.io/hostname"
 HOLLOW_LABEL = "pilothouse.io/hollow-node"
 KUBELET_VERSION = "v1.32.0-hollow"
 _MERGE_PATCH = "application/merge-patch+json"
+_TICK = 0.02  # seconds: lease renewals and heartbeats due within one tick start together
 _OUR_CONDITIONS = ("PodScheduled", "PodReadyToStartContainers", "Initialized",
                    "ContainersReady", "Ready")
 
@@ -352,7 +354,10 @@ class HollowNodes:
         keeps 5,000 nodes from renewing in one burst). ``concurrency`` worker loops take the
         next slot as soon as they are free, so a slow server delays calls (the
         ``{what}_max_lag_ms`` statistic) instead of piling them up, and no task is created
-        per call."""
+        per call. A call waits for the first tick of ``_TICK`` seconds at or after its
+        slot: the calls due within one tick start together, on one timer and one wake-up
+        of the event loop (5,000 nodes every 10 s: 10 calls every 20 ms instead of 500
+        timers a second)."""
         nodes = list(self.nodes.values())
         if not nodes:
             return
@@ -361,6 +366,12 @@ class HollowNodes:
         stats = self.stats
         ok, failed, max_lag = f"{what}_ok", f"{what}_failed", f"{what}_max_lag_ms"
         slot = [0, loop.time() + step]  # the next node to serve and when
+        ticks: dict[int, list[asyncio.Future]] = {}  # tick number → the calls waiting for it
+
+        def tick(number: int) -> None:
+            for waiter in ticks.pop(number, ()):
+                if not waiter.done():  # done: its worker was cancelled
+                    waiter.set_result(None)
 
         async def worker() -> None:
             while True:
@@ -368,7 +379,14 @@ class HollowNodes:
                 slot[0], slot[1] = (k + 1) % n, due + step
                 lag = loop.time() - due
                 if lag < 0:
-                    await asyncio.sleep(-lag)
+                    number = math.ceil(due / _TICK)
+                    waiting = ticks.get(number)
+                    if waiting is None:
+                        waiting = ticks[number] = []
+                        loop.call_at(number * _TICK, tick, number)
+                    waiter = loop.create_future()
+                    waiting.append(waiter)
+                    await waiter
                 elif lag * 1000 > stats[max_lag]:
                     stats[max_lag] = int(lag * 1000)
                 try:

@@ -339,3 +339,46 @@ def test_pilothouse_cli_has_the_hollow_nodes_command():
     listing = subprocess.run([sys.executable, "-m", "pilothouse.cli", "plugins", "list"],
                              capture_output=True, text=True, timeout=60)
     assert "hollow-nodes" in listing.stdout and "pilothouse-hollow-node" in listing.stdout
+
+
+def test_spread_calls_never_start_before_their_slot_and_share_ticks():
+    """Each call starts at or after its slot (offset ``k * interval / n``) and at most one
+    tick later; the calls due within one tick share one timer of the event loop."""
+    from pilothouse_hollow_node import _nodes
+
+    async def main():
+        async with Client("http://127.0.0.1:1") as client:  # never called
+            hollow = HollowNodes(client, count=40, concurrency=8)
+            loop = asyncio.get_running_loop()
+            starts, timers = [], []
+            call_at = loop.call_at
+
+            def counting_call_at(when, callback, *args, **kw):
+                if getattr(callback, "__module__", "") in ("asyncio.futures", _nodes.__name__):
+                    timers.append(when)  # the spread's: its own or an asyncio.sleep's
+                return call_at(when, callback, *args, **kw)
+
+            done = loop.create_future()
+
+            async def action(node):
+                starts.append((node.index, loop.time()))
+                if len(starts) == 40:
+                    done.set_result(None)
+            loop.call_at = counting_call_at
+            t0 = loop.time()
+            task = asyncio.create_task(hollow._spread("probe", 0.4, action))
+            await done
+            del loop.call_at
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return t0, starts[:40], timers
+    t0, starts, timers = run(main())
+    step, tick = 0.4 / 40, _nodes._TICK
+    assert [k for k, _ in starts] == list(range(40))
+    for k, at in starts:
+        slot = t0 + (k + 1) * step
+        assert slot - 0.002 <= at <= slot + tick + 0.05, (k, at - slot)
+    # 40 calls 10 ms apart, and the 8 slots the workers took next, over 20 ms ticks: about
+    # 24 timers (one per call would be 48)
+    assert len(timers) <= (40 + 8) * step / tick + 2
