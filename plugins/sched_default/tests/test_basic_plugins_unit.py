@@ -234,3 +234,16 @@ def test_default_binder_binds_through_the_client_it_is_given():
                                      Code.SUCCESS]
     assert a.log == [("web", "prod", "n1")] * 3 and b.log == []
     assert a.lookups == 2 and b.lookups == 1
+
+
+def test_priority_sort_orders_by_pod_priority():
+    from pilothouse.interfaces.scheduler import pod_priority
+    from pilothouse_sched_default import PrioritySort
+
+    pods = [{"spec": {"priority": 5}}, {"spec": {"priority": 0}}, {"spec": {}}, {"spec": None},
+            {}, {"spec": {"priority": None}}, {"spec": {"priority": -3}},
+            {"spec": {"priority": 2000000000}}]
+    sort = PrioritySort()
+    for a in pods:
+        for b in pods:
+            assert sort.less(a, b) == (pod_priority(a) > pod_priority(b))
