@@ -386,11 +386,21 @@ class WatchHub:
     ``max_pending`` events its consumer has not taken is *dropped behind*: detached, emptied
     and woken, so its consumer reads history again (and ends with :class:`Compacted` when
     that history is gone). A hub is true while any buffer is attached.
+
+    Which prefixes a key falls under is remembered per key (at most ``MAX_ROUTES`` keys,
+    forgotten all at once when full, and whenever a prefix gains its first or loses its
+    last buffer), so a key written again costs one lookup rather than a test of every
+    prefix.
     """
+
+    #: Most keys whose matching prefixes are remembered at once.
+    MAX_ROUTES = 16384
 
     def __init__(self, max_pending: int) -> None:
         self.max_pending = max_pending
         self.groups: dict[str, list[WatchBuffer]] = {}
+        # key -> the lists of `groups` whose prefix the key starts with
+        self._routes: dict[str, tuple[list[WatchBuffer], ...]] = {}
 
     def __bool__(self) -> bool:
         return bool(self.groups)
@@ -398,7 +408,11 @@ class WatchHub:
     def attach(self, watcher: WatchBuffer) -> None:
         """From now on, events under ``watcher.prefix`` are pushed to ``watcher``."""
         watcher.live = True
-        self.groups.setdefault(watcher.prefix, []).append(watcher)
+        group = self.groups.get(watcher.prefix)
+        if group is None:
+            group = self.groups[watcher.prefix] = []
+            self._routes.clear()
+        group.append(watcher)
 
     def detach(self, watcher: WatchBuffer) -> None:
         """Stop pushing to ``watcher`` (no-op when it is not attached)."""
@@ -408,6 +422,7 @@ class WatchHub:
             group.remove(watcher)
             if not group:
                 del self.groups[watcher.prefix]
+                self._routes.clear()
 
     def drop_behind(self, watcher: WatchBuffer) -> None:
         """Detach ``watcher`` and forget what it was handed: it reads history again."""
@@ -427,20 +442,35 @@ class WatchHub:
             for watcher in group:
                 watcher.wake()
 
-    def push(self, key: str, event: "WatchEvent | Callable[[], WatchEvent]") -> None:
+    def _route(self, key: str) -> tuple[list[WatchBuffer], ...]:
+        routes = self._routes
+        if len(routes) >= self.MAX_ROUTES:
+            routes.clear()
+        route = routes[key] = tuple(
+            group for prefix, group in self.groups.items() if key.startswith(prefix))
+        return route
+
+    def push(self, key: str, event: "WatchEvent | Callable[..., WatchEvent]",
+             *args) -> None:
         """Append the event of a write to ``key`` to every buffer whose prefix matches and
-        wake their consumers. ``event`` may be a function making it, called at most once
-        and only when some prefix matches."""
+        wake their consumers. ``event`` may be a function making it, called (with
+        ``args``) at most once and only when some prefix matches."""
+        route = self._routes.get(key)
+        if route is None:
+            route = self._route(key)
+        if not route:
+            return
+        if not isinstance(event, WatchEvent):
+            event = event(*args)
         dropped = None
-        for prefix, group in self.groups.items():
-            if key.startswith(prefix):
-                if not isinstance(event, WatchEvent):
-                    event = event()
-                for watcher in group:
-                    watcher.pending.append(event)
-                    if len(watcher.pending) > self.max_pending:
-                        dropped = (dropped or []) + [watcher]
-                    else:
-                        watcher.wake()
+        limit = self.max_pending
+        for group in route:
+            for watcher in group:
+                pending = watcher.pending
+                pending.append(event)
+                if len(pending) > limit:
+                    dropped = (dropped or []) + [watcher]
+                else:
+                    watcher.wake()
         for watcher in dropped or ():
             self.drop_behind(watcher)

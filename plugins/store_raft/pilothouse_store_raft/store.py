@@ -31,7 +31,6 @@ import collections
 import dataclasses
 import errno
 import fcntl
-import functools
 import json
 import logging
 import math
@@ -162,15 +161,58 @@ def _check_revision(name: str, revision: int) -> None:
         raise StoreError(f"{name} must not be negative, got {revision}")
 
 
+# KeyValue and WatchEvent are frozen dataclasses, whose __init__ sets every field through
+# object.__setattr__. Results and events are made by the thousand per second on the event
+# loop, so they are made here by setting the slots directly: the same objects (same class,
+# fields, equality and hash) at about half the cost. Should either class ever change its
+# fields or gain a __post_init__, its own constructor is used instead.
+def _slot_setters(cls, names: tuple[str, ...]):
+    if tuple(f.name for f in dataclasses.fields(cls)) != names or \
+            hasattr(cls, "__post_init__"):
+        return None
+    return tuple(cls.__dict__[name].__set__ for name in names)
+
+
+_KV_SET = _slot_setters(KeyValue, ("key", "value", "create_revision", "mod_revision"))
+_EV_SET = _slot_setters(WatchEvent, ("type", "revision", "kv", "prev_kv"))
+
+if _KV_SET is not None:
+    def _make_kv(key, value, create_revision, mod_revision, _new=object.__new__,
+                 _cls=KeyValue, _s=_KV_SET) -> KeyValue:
+        kv = _new(_cls)
+        _s[0](kv, key)
+        _s[1](kv, value)
+        _s[2](kv, create_revision)
+        _s[3](kv, mod_revision)
+        return kv
+else:  # pragma: no cover - only if KeyValue changes
+    _make_kv = KeyValue
+
+if _EV_SET is not None:
+    def _make_event(type_, revision, kv, prev_kv, _new=object.__new__, _cls=WatchEvent,
+                    _s=_EV_SET) -> WatchEvent:
+        ev = _new(_cls)
+        _s[0](ev, type_)
+        _s[1](ev, revision)
+        _s[2](ev, kv)
+        _s[3](ev, prev_kv)
+        return ev
+else:  # pragma: no cover - only if WatchEvent changes
+    _make_event = WatchEvent
+
+
 def _kv(t) -> KeyValue:
-    return KeyValue(t[0], t[1], t[2], t[3])
+    return _make_kv(t[0], t[1], t[2], t[3])
+
+
+_PUT, _DELETE = EventType.PUT, EventType.DELETE
 
 
 def _event(rev: int, typ: int, kv, prev) -> WatchEvent:
     if typ == S.EV_PUT:
-        return WatchEvent(EventType.PUT, rev, KeyValue(kv[0], kv[1], kv[2], kv[3]),
-                          _kv(prev) if prev is not None else None)
-    return WatchEvent(EventType.DELETE, rev, None, _kv(prev))
+        return _make_event(_PUT, rev, _make_kv(*kv),
+                           _make_kv(*prev) if prev is not None else None)
+    return _make_event(_DELETE, rev, None, _make_kv(*prev))
 
 
 #: Most events an attached watch holds for a consumer that does not take them; beyond that
@@ -393,8 +435,8 @@ class RaftStore(Store):
             return
         push = self._watchers.push
         for rev, typ, kv, prev in new:
-            push(kv[0] if kv is not None else prev[0],
-                 functools.partial(_event, rev, typ, kv, prev))
+            # the event is made only if a watch's prefix matches, once for all of them
+            push(kv[0] if kv is not None else prev[0], _event, rev, typ, kv, prev)
 
     # ------------------------------------------------------------------ batching
 
@@ -623,7 +665,7 @@ class RaftStore(Store):
         value = self._check_value(value)
         res = await self._run((S.OP_CREATE, key, value), len(value))
         if res[0] == S.OK:
-            return KeyValue(key, value, res[1], res[2])
+            return _make_kv(key, value, res[1], res[2])
         raise KeyExists(key, _kv(res[1]))
 
     async def update(self, key: str, value: bytes, *, expected_revision: int) -> KeyValue:
@@ -632,7 +674,7 @@ class RaftStore(Store):
         value = self._check_value(value)
         res = await self._run((S.OP_UPDATE, key, value, expected_revision), len(value))
         if res[0] == S.OK:
-            return KeyValue(key, value, res[1], res[2])
+            return _make_kv(key, value, res[1], res[2])
         raise self._error(key, res)
 
     async def delete(self, key: str, *, expected_revision: int = 0) -> KeyValue:
