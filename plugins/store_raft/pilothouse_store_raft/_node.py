@@ -373,24 +373,33 @@ class RaftMember:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
 
-    def submit(self, blob: bytes, callback: Callable, batch: tuple | None = None) -> None:
+    def submit(self, blob: bytes | None, callback: Callable,
+               batch: tuple | None = None) -> None:
         """Hand a pickled ``apply_batch`` command to raft (forwarded to the leader when
         this member is a follower). ``callback(result, fail_reason)`` runs on the tick
         thread once the entry is applied here, or with a failure (on the calling thread
         if the command could not be queued); it should only record the outcome and call
         :meth:`changed`. ``batch``, the unpickled ``(batch_id, ops)``, saves a lone
-        member from unpickling ``blob`` again."""
+        member from unpickling ``blob`` again; with ``batch``, ``blob`` may be None: it is
+        pickled here, or by a lone member's writer thread, off the caller's thread."""
         if self.alone:
             if self.fatal is not None or self._stop.is_set():
                 callback(None, FAIL_REASON.MISSING_LEADER)
                 return
             self._requests.put((blob, batch, callback))
             return
+        if blob is None:
+            blob = self.command(batch)
         node = self._node
         if node is None:
             callback(None, FAIL_REASON.MISSING_LEADER)
             return
         node.submit(blob, callback)
+
+    def command(self, batch: tuple) -> bytes:
+        """The pickled ``apply_batch`` command of ``batch`` (``(batch_id, ops)``): the
+        payload of its raft log entry."""
+        return pickle.dumps((self.batch_func_id, batch), protocol=5)
 
     def changed(self) -> None:
         """Something the driver waits for happened (an entry applied, a submit callback
@@ -546,8 +555,10 @@ class RaftMember:
             todo = [r for r in got if r is not _WAKE]
             if todo:
                 idx = self._last_index
-                for blob, _batch, _callback in todo:
+                for blob, batch, _callback in todo:
                     idx += 1
+                    if blob is None:
+                        blob = self.command(batch)
                     journal.add(_REGULAR_COMMAND + blob, idx, term)
                 journal.sync()
                 journal.setRaftCommitIndex(idx)  # saved with the metadata, as pysyncobj does

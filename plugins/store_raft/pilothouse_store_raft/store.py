@@ -35,7 +35,6 @@ import json
 import logging
 import math
 import os
-import pickle
 import random
 import time
 from collections.abc import AsyncIterator
@@ -544,7 +543,6 @@ class RaftStore(Store):
             return
         batch.attempt += 1
         attempt = batch.attempt
-        blob = pickle.dumps((member.batch_func_id, (batch.id, batch.ops)), protocol=5)
         results = self._results
 
         def done(result, error):  # tick thread, or here when the command was not queued
@@ -554,7 +552,8 @@ class RaftStore(Store):
         batch.timer = None
         batch.stall_at = stall_at = self._loop.time() + self._stall_timeout
         self._arm_watchdog(stall_at)
-        member.submit(blob, done, (batch.id, batch.ops))
+        # pickled by the member: on a lone member's writer thread, off the event loop
+        member.submit(None, done, (batch.id, batch.ops))
 
     def _on_result(self, batch: _Batch, attempt: int, result, error) -> None:
         if batch.done or batch.attempt != attempt:

@@ -267,3 +267,47 @@ def test_kill_9_of_a_lone_member_loses_no_acknowledged_write(tmp_path, run):
         run(main(), timeout=200)
     finally:
         cluster.stop_all()
+
+
+def test_the_writer_thread_pickles_the_commands_the_loop_used_to(tmp_path, run, monkeypatch):
+    # The event loop hands a lone member its batch unpickled; the writer thread pickles
+    # it, into the very entry pysyncobj would have logged.
+    import pickle
+    import threading
+    from pilothouse_store_raft import _state as S
+    pickled_on = []
+    inner = _node.RaftMember.command
+
+    def command(member, batch):
+        pickled_on.append(threading.current_thread() is member._thread)
+        return inner(member, batch)
+
+    monkeypatch.setattr(_node.RaftMember, "command", command)
+
+    async def main():
+        s = make_store({"data_dir": str(tmp_path)})
+        await s.open()
+        try:
+            await s.create("/p/a", b"\x00v")
+            await s.update("/p/a", b"w", expected_revision=1)
+            journal = s.member.journal
+            entries = [journal[i] for i in range(len(journal) - 2, len(journal))]
+            ops = []
+            for command_bytes, _idx, _term in entries:
+                assert command_bytes[:1] == _node._REGULAR_COMMAND
+                func_id, (batch_id, batch_ops) = pickle.loads(command_bytes[1:])
+                assert func_id == s.member.batch_func_id
+                assert command_bytes[1:] == pickle.dumps(
+                    (func_id, (batch_id, batch_ops)), protocol=5)
+                ops += batch_ops
+            assert ops == [(S.OP_CREATE, "/p/a", b"\x00v"), (S.OP_UPDATE, "/p/a", b"w", 1)]
+            assert pickled_on and all(pickled_on)
+        finally:
+            await s.close()
+        s = make_store({"data_dir": str(tmp_path)})  # the journal replays
+        await s.open()
+        try:
+            assert (await s.get("/p/a")).value == b"w"
+        finally:
+            await s.close()
+    run(main())
