@@ -21,7 +21,7 @@ moment either can be due, rather than by a timer per request.
 Watches read the applied history until they are caught up, then attach to their prefix:
 each time the tick thread hands applied entries to the loop, the new events are made into
 :class:`WatchEvent` objects once and pushed to the attached watches whose prefix matches
-(see :mod:`pilothouse_store_raft._watch`); the others are not woken.
+(see :class:`~pilothouse.interfaces.store.WatchHub`); the others are not woken.
 """
 
 from __future__ import annotations
