@@ -81,11 +81,12 @@ class _Table:
 
     ``gens[i]`` is the generation of ``snapshot.nodes[i]`` that ``status[i]`` (its Filter
     status) and ``raw[k][i]`` (Score plugin ``k``'s raw score, :data:`_UNSCORED` until
-    computed) belong
-    to; 0 (no generation is 0) means unknown, and then ``status[i]`` and every ``raw[k][i]``
-    are None. ``cand`` lists, sorted, every position not known to fail Filter: the known
-    feasible ones and the unknown ones. ``epoch`` and ``position`` say how far the
-    snapshot's change feed was applied. Only the real cycle reads it; clones share it."""
+    computed) belong to; 0 (no generation is 0) means unknown, and then ``status[i]`` is
+    None and every ``raw[k][i]`` is :data:`_UNSCORED`. A column of a ``scores_normalized``
+    plugin holds only ints within [0, MAX_NODE_SCORE] (anything else is never stored).
+    ``cand`` lists, sorted, every position not known to fail Filter: the known feasible
+    ones and the unknown ones. ``epoch`` and ``position`` say how far the snapshot's change
+    feed was applied. Only the real cycle reads it; clones share it."""
 
     __slots__ = ("snapshot", "epoch", "position", "gens", "status", "cand", "raw")
 
@@ -625,7 +626,7 @@ class Framework:
         return totals
 
     async def _score_walk(self, state: CycleState, pod: dict, walk: _Walk,
-                          skip: set[str]) -> tuple[list[str], list[int]]:
+                          skip: set[str]) -> tuple[list[str] | None, list[int]]:
         """run_score on the table path, as lists in feasible order: the names (None when
         no plugin needed them: :meth:`select` picks by position) and the totals. Raw scores
         come from the table, computed (and stored where the node's status is stored) only
