@@ -101,6 +101,8 @@ class Nominator:
         self.node_of[key] = node
 
     def delete(self, pod: dict) -> None:
+        if not self.node_of:  # nothing nominated (the common case): no key to compute
+            return
         key = pod_key(pod)
         node = self.node_of.pop(key, None)
         if node is not None:
@@ -112,14 +114,15 @@ class Nominator:
 
     def update(self, old: dict | None, new: dict) -> None:
         """Follow ``status.nominatedNodeName`` of a pending pod's update."""
-        key = pod_key(new)
         nominated = (new.get("status") or {}).get("nominatedNodeName")
         if nominated:
             self.add(new, nominated)
         elif old is not None and (old.get("status") or {}).get("nominatedNodeName"):
             self.delete(new)
-        elif key in self.node_of:  # nominated by us, not yet in the API: keep, new object
-            self.by_node[self.node_of[key]][key] = new
+        elif self.node_of:
+            key = pod_key(new)
+            if key in self.node_of:  # nominated by us, not yet in the API: keep, new object
+                self.by_node[self.node_of[key]][key] = new
 
     def pods_on(self, node: str) -> list[dict]:
         pods = self.by_node.get(node)

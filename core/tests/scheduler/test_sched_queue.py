@@ -229,3 +229,19 @@ def test_pop_order_is_queue_sort_then_arrival_with_one_less_call_per_comparison(
     got, want = run(main())
     assert got == want
     assert calls[0] < 600 * 12  # one per comparison (two each would be ~10,700 here)
+
+
+def test_nominator_delete_and_update_with_and_without_nominations():
+    from pilothouse.scheduler._queue import Nominator
+    n = Nominator()
+    n.delete(pod("x"))  # nothing nominated: a no-op
+    n.update(None, pod("x"))
+    assert n.by_node == {} and n.node_of == {}
+    n.add(pod("a"), "n1")
+    n.update(None, pod("b"))  # another pod: untouched
+    n.update(None, pod("a", labels={"v": "2"}))  # ours, not in the API yet: new object kept
+    assert n.pods_on("n1")[0]["metadata"]["labels"] == {"v": "2"}
+    n.delete(pod("b"))
+    assert n.node_of == {"default/a": "n1"}
+    n.delete(pod("a"))
+    assert n.by_node == {} and n.node_of == {}
