@@ -225,6 +225,8 @@ class Framework:
                        else p.plugin.normalize_scores, p.weight)
                       for p in having(Score) if p.weight > 0]
         self._score_async: list[bool] = []
+        self._skipped: dict[frozenset, _Skipped] = {}  # see _skipped_for
+        self._skipped_of: list | None = None
         self._score_async_of: list | None = None  # the score list the flags belong to
         self.reserve = [(p.name, p.plugin) for p in having(Reserve)]
         self.permit = [(p.name, p.plugin.permit) for p in having(Permit)]
@@ -259,7 +261,7 @@ class Framework:
     async def run_pre_filter(self, state: CycleState, pod: dict,
                              nodes: list[NodeInfo]) -> Status:
         skip: set[str] = set()
-        state.write(SKIP_FILTER_KEY, _Skipped(skip, self.filter))
+        state.write(SKIP_FILTER_KEY, self._skipped_for(skip))
         for name, fn in self.pre_filter:
             status = fn(state, pod, nodes)
             if type(status) is not Status:  # None, another value, or awaitable
@@ -270,11 +272,24 @@ class Framework:
                 skip.add(name)
             elif not status.ok:
                 return status.with_plugin(name)
-        state.write(SKIP_FILTER_KEY, _Skipped(skip, [(n, f) for n, f in self.filter
-                                                     if n not in skip]))
+        state.write(SKIP_FILTER_KEY, self._skipped_for(skip))
         if self.signers is not None:
             await self._sign(state, pod, skip)
         return Status()
+
+    def _skipped_for(self, skip: set[str]) -> _Skipped:
+        """The (immutable, shared) :class:`_Skipped` for these skipped PreFilter plugins:
+        made once per set of names and Filter list, not twice per cycle."""
+        filters = self.filter
+        if self._skipped_of is not filters:
+            self._skipped.clear()
+            self._skipped_of = filters
+        names = frozenset(skip)
+        found = self._skipped.get(names)
+        if found is None:
+            found = self._skipped[names] = _Skipped(
+                names, [(n, f) for n, f in filters if n not in names])
+        return found
 
     async def _sign(self, state: CycleState, pod: dict, skip: set[str]) -> None:
         """Build the pod's signature and put its stored results into ``state``."""

@@ -289,3 +289,48 @@ def test_table_path_host_selection_draws_like_the_plain_walk(weight, table):
     assert a == b
     best = max(v * weight for v in table.values())
     assert set(a) == {n for n, v in table.items() if v * weight == best}
+
+
+def test_prefilter_skips_are_per_pod_and_follow_a_replaced_filter_list():
+    """The shared per-skip-set filter lists: a pod whose PreFilter skips a plugin does not
+    run its Filter, the next pod that does not skip it does; a Filter list replaced on the
+    framework is used from the next cycle on."""
+    from pilothouse.interfaces.scheduler import CycleState
+    from pilothouse.scheduler import Framework
+    from pilothouse.scheduler._framework import SKIP_FILTER_KEY
+
+    ran = []
+
+    class Maybe:
+        def pre_filter(self, state, p, nodes):
+            return Status.skip() if p["metadata"]["labels"].get("skip") else Status()
+
+        def filter(self, state, p, n):
+            ran.append(("Maybe", p["metadata"]["name"]))
+            return Status()
+
+    class Always:
+        def filter(self, state, p, n):
+            ran.append(("Always", p["metadata"]["name"]))
+            return Status()
+    fw = Framework("p", [ProfilePlugin("M", Maybe()), ProfilePlugin("A", Always())],
+                     signature_cache_size=0)
+    n = node("n1")
+    from pilothouse.interfaces.scheduler import NodeInfo
+    info = NodeInfo(n)
+
+    def cycle(name, skip):
+        p = pod(name, labels={"skip": "1"} if skip else {})
+        state = CycleState()
+        asyncio.run(fw.run_pre_filter(state, p, [info]))
+        assert ("M" in state.get(SKIP_FILTER_KEY)) is skip
+        assert fw.run_filters(state, p, info).ok
+    for name, skip in (("s1", True), ("r1", False), ("s2", True), ("r2", False)):
+        cycle(name, skip)
+    assert ran == [("Always", "s1"), ("Maybe", "r1"), ("Always", "r1"), ("Always", "s2"),
+                   ("Maybe", "r2"), ("Always", "r2")]
+    ran.clear()
+    fw.filter = [fw.filter[1]]  # only Always from now on
+    cycle("r3", False)
+    cycle("s3", True)
+    assert ran == [("Always", "r3"), ("Always", "s3")]
