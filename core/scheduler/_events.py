@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import random
 import time
 from typing import Any
@@ -25,6 +26,11 @@ _AGGREGATE_WINDOW = 600.0
 
 
 _stamp: tuple[int, str] = (-1, "")
+#: Event name suffixes: 16 random hex digits from a private generator seeded from the OS
+#: (again in a forked child), so names stay unique without a system call per Event and the
+#: global random module's draws (the framework's tie-breaks) are left alone.
+_names = random.Random()
+os.register_at_fork(after_in_child=_names.seed)
 
 
 def _now() -> str:
@@ -54,10 +60,6 @@ class EventRecorder:
         self._queue: asyncio.Queue | None = None
         self._tasks: list[asyncio.Task] = []
         self._seen: collections.OrderedDict = collections.OrderedDict()
-        # event name suffixes: 16 random hex digits from a private generator (seeded from
-        # the OS), so names stay unique without a system call per event and the global
-        # random module's draws (the framework's tie-breaks) are left alone
-        self._names = random.Random()
 
     def start(self) -> None:
         if self._queue is None:
@@ -120,7 +122,7 @@ class EventRecorder:
                 return
             except errors.NotFound:
                 pass
-        name = f"{meta.get('name')}.{self._names.getrandbits(64):016x}"
+        name = f"{meta.get('name')}.{_names.getrandbits(64):016x}"
         stamp = _now()
         # the created Event is not read: raw skips decoding it (one per scheduled pod)
         await self.events.client.request("POST", self.events.path(ns), raw=True, body={

@@ -334,3 +334,19 @@ def test_prefilter_skips_are_per_pod_and_follow_a_replaced_filter_list():
     cycle("r3", False)
     cycle("s3", True)
     assert ran == [("Always", "r3"), ("Always", "s3")]
+
+
+def test_event_name_suffixes_differ_in_a_forked_child():
+    import os
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next suffix
+        try:
+            os.write(write, b"%016x" % _events._names.getrandbits(64))
+        finally:
+            os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert len(child) == 16 and child != f"{_events._names.getrandbits(64):016x}"
