@@ -943,9 +943,13 @@ def _now(time: Any) -> str:
     return str(time)
 
 
-def _tracked(fields: FieldSet, ignore: Iterable[Path]) -> FieldSet:
+def _tracked(fields: FieldSet, ignore: Iterable[Path], managed_fields: bool = True) -> FieldSet:
+    """``fields`` without the paths never tracked and those under ``ignore``;
+    ``managed_fields=False``: the caller knows none is under metadata.managedFields (a
+    diff of two objects without it), so the paths are not searched for one."""
     kept = fields.paths - _STRIP_EXACT
-    if any(len(p) > 1 and p[1] == "f:managedFields" and p[0] == "f:metadata" for p in kept):
+    if managed_fields and any(len(p) > 1 and p[1] == "f:managedFields" and p[0] == "f:metadata"
+                              for p in kept):
         kept = frozenset(p for p in kept if p[:2] != _STRIP_PREFIX)
     return FieldSet._of(kept).without_prefixes(ignore)
 
@@ -1074,7 +1078,40 @@ def _canonical_tree(node: dict, root: bool) -> bool:
     return previous != "."
 
 
+# The JSON of trees found canonical: most entries are shared by many objects (all the pods
+# of one template have the same spec entry), and encoding a tree (C) costs a tenth of
+# checking it (Python). A tree not in it is checked, so a miss costs little.
+_CANONICAL_SEEN: set[bytes] = set()
+
+
+def _canonical_entry_tree(tree: dict) -> bool:
+    """:func:`_canonical_tree` of an entry's ``fieldsV1``, remembered by its JSON."""
+    try:
+        key = _json.dumps(tree)
+    except (TypeError, ValueError):
+        return _canonical_tree(tree, True)
+    if key in _CANONICAL_SEEN:
+        return True
+    if not _canonical_tree(tree, True):
+        return False
+    if len(_CANONICAL_SEEN) >= _CACHE_SIZE:
+        _CANONICAL_SEEN.clear()
+    _CANONICAL_SEEN.add(key)
+    return True
+
+
 _GONE = object()
+_OWNED_LOOKUPS = 8  # up to this many changed paths are looked up one by one before a union
+
+
+def _owns(tree: dict, path: Path) -> bool:
+    """Whether canonical root ``tree`` has ``path`` as a member."""
+    node = tree
+    for element in path:
+        node = node.get(element)
+        if node is None:
+            return False
+    return not node or "." in node
 
 
 def _tree_minus(node: dict, removal: dict, root: bool) -> Any:
@@ -1184,18 +1221,13 @@ def _fast_update(incoming: Any, old_obj: Any, changed: FieldSet, removed: FieldS
                 or (when is not None and type(when) is not str):
             return None
         tree = entry.get("fieldsV1") or {}
-        if type(tree) is not dict or (tree and not _canonical_tree(tree, True)):
+        if type(tree) is not dict or (tree and not _canonical_entry_tree(tree)):
             return None
         parsed.append((operation, when, name, version, sub, tree))
 
-    # the trees of the changed and removed sets: what every entry loses, what the writer's
-    # own gains (the trees of small sets: a renewal changes one field)
-    changed_tree = changed._tree() if changed else None
-    removed_tree = removed._tree() if removed else None
-    if changed_tree is None or removed_tree is None:
-        touched = changed_tree if removed_tree is None else removed_tree
-    else:
-        touched = _tree_union(changed_tree, removed_tree, True)
+    # the trees of the changed and removed sets (small ones: a renewal changes one field),
+    # made when an entry needs them: what every other entry loses, what the writer's gains
+    changed_tree = removed_tree = touched = None
     result = []
     previous: tuple | None = None
     for operation, when, name, version, sub, tree in parsed:
@@ -1203,15 +1235,26 @@ def _fast_update(incoming: Any, old_obj: Any, changed: FieldSet, removed: FieldS
                 and sub == subresource:
             previous = (when, tree)  # the writer's own entry (the last one, as in general)
             continue
-        if touched is not None and tree:
+        if tree and (changed or removed):
+            if touched is None:
+                changed_tree = changed._tree() if changed else None
+                removed_tree = removed._tree() if removed else None
+                touched = removed_tree if changed_tree is None else changed_tree \
+                    if removed_tree is None else _tree_union(changed_tree, removed_tree, True)
             tree = _tree_without(tree, touched)
         result.append((operation, when, name, version, sub, tree))
     if previous is not None:
         tree = previous[1]
-        if removed_tree is not None and tree:
+        if removed and tree:
+            if removed_tree is None:
+                removed_tree = removed._tree()
             tree = _tree_without(tree, removed_tree)
-    if changed_tree is not None:
-        tree = changed_tree if previous is None else _tree_union(tree, changed_tree, True)
+    if changed:
+        if previous is None:
+            tree = changed._tree() if changed_tree is None else changed_tree
+        elif len(changed) > _OWNED_LOOKUPS or not all(_owns(tree, p) for p in changed.paths):
+            tree = _tree_union(tree, changed._tree() if changed_tree is None else changed_tree,
+                               True)
         result.append(("Update", _now(time), manager, api_version, subresource, tree))
     elif previous is not None:
         result.append(("Update", previous[0], manager, api_version, subresource, tree))
@@ -1270,8 +1313,9 @@ def update_managed_fields(
     before = _without_managed_fields(old_obj) if old_obj is not None else {}
     after = _without_managed_fields(new_obj)
     diff = compare_objects(before, after, node)
-    changed = _tracked(diff.added | diff.modified, ignore_paths)
-    removed = _tracked(diff.removed, ignore_paths)
+    # neither side has managedFields: no path of the diff is under it
+    changed = _tracked(diff.added | diff.modified, ignore_paths, managed_fields=False)
+    removed = _tracked(diff.removed, ignore_paths, managed_fields=False)
 
     if _FAST_PATH:
         fast = _fast_update(incoming, old_obj, changed, removed, manager, api_version,

@@ -377,6 +377,8 @@ def test_tree_algebra_matches_the_set_algebra(a, b):
         assert mf._tree_without(ta, tb) is ta  # owning none of them: the same tree
     if fb.paths <= fa.paths:
         assert union is ta
+    for path in fb.paths | fa.paths:
+        assert mf._owns(ta, path) is (path in fa.paths)
 
 
 def _shuffled(tree: dict, rnd: random.Random) -> dict:
