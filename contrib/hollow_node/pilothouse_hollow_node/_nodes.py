@@ -44,7 +44,7 @@ HOSTNAME_LABEL = "kubernetes.io/hostname"
 HOLLOW_LABEL = "pilothouse.io/hollow-node"
 KUBELET_VERSION = "v1.32.0-hollow"
 _MERGE_PATCH = "application/merge-patch+json"
-_TICK = 0.02  # seconds: lease renewals and heartbeats due within one tick start together
+_TICK = 0.05  # seconds: lease renewals and heartbeats due within one tick start together
 _OUR_CONDITIONS = ("PodScheduled", "PodReadyToStartContainers", "Initialized",
                    "ContainersReady", "Ready")
 
@@ -120,6 +120,12 @@ def _micro_now() -> str:
     return f"{_second[1]}.{int((now - sec) * 1_000_000):06d}Z"
 
 
+def _dotted(address: int) -> str:
+    """``str(ipaddress.IPv4Address(address))`` without the object (7 µs of a pod's ~25 µs
+    status before)."""
+    return f"{address >> 24}.{(address >> 16) & 255}.{(address >> 8) & 255}.{address & 255}"
+
+
 class _Node:
     """What the process keeps per simulated node."""
 
@@ -154,7 +160,7 @@ class _Node:
                 offset = self.block - 2
         self.used.add(offset)
         self.by_pod[pod_uid] = offset
-        return str(ipaddress.IPv4Address(self.net + offset))
+        return _dotted(self.net + offset)
 
     def release(self, pod_uid: str) -> None:
         offset = self.by_pod.pop(pod_uid, None)
@@ -356,8 +362,8 @@ class HollowNodes:
         ``{what}_max_lag_ms`` statistic) instead of piling them up, and no task is created
         per call. A call waits for the first tick of ``_TICK`` seconds at or after its
         slot: the calls due within one tick start together, on one timer and one wake-up
-        of the event loop (5,000 nodes every 10 s: 10 calls every 20 ms instead of 500
-        timers a second)."""
+        of the event loop, and reach the API server together (5,000 nodes every 10 s: 25
+        calls every 50 ms instead of 500 timers a second; both processes wake up less)."""
         nodes = list(self.nodes.values())
         if not nodes:
             return
