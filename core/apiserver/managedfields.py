@@ -617,6 +617,9 @@ def _compare(lhs: Any, rhs: Any, node: Field, path: Path,
              added: set, modified: set, removed: set) -> None:
     """Record what differs between ``lhs`` and ``rhs`` at ``path``; the callers have found
     that they are not the same JSON (:func:`_unchanged` or :func:`_same_json` said no)."""
+    if type(lhs) is dict and type(rhs) is dict and not node.atomic:
+        _compare_maps(lhs, rhs, node, path, added, modified, removed)  # the usual case
+        return
     if lhs is _MISSING:
         _all_nodes(rhs, node, path, added)
         return
@@ -643,23 +646,7 @@ def _compare(lhs: Any, rhs: Any, node: Field, path: Path,
             modified.add(path)
         return
     if ls == "map":
-        for key, lv in lhs.items():
-            rv = rhs.get(key, _MISSING)
-            if lv is rv:
-                continue
-            kind = type(lv)
-            if kind is type(rv):  # _unchanged, and two different scalars recorded here
-                if kind is str or kind is int or kind is float or kind is bool:
-                    if lv != rv:
-                        modified.add(path + ("f:" + key,))
-                    continue
-                if (kind is dict or kind is list) and _same_json(lv, rv):
-                    continue
-            _compare(lv, rv, node.child(key), path + ("f:" + key,), added, modified, removed)
-        for key, rv in rhs.items():
-            if key not in lhs:
-                _compare(_MISSING, rv, node.child(key), path + ("f:" + key,), added, modified,
-                         removed)
+        _compare_maps(lhs, rhs, node, path, added, modified, removed)
         return
     le = _list_elements(lhs, node, strict=False)
     re_ = _list_elements(rhs, node, strict=False)
@@ -678,6 +665,32 @@ def _compare(lhs: Any, rhs: Any, node: Field, path: Path,
     for element, rv in right.items():
         if element not in left:
             _compare(_MISSING, rv, item_node, path + (element,), added, modified, removed)
+
+
+def _compare_maps(lhs: dict, rhs: dict, node: Field, path: Path,
+                  added: set, modified: set, removed: set) -> None:
+    """:func:`_compare` of two maps (``node`` not atomic)."""
+    gone = 0  # keys of lhs that rhs does not have: rhs has others if it has more than the rest
+    for key, lv in lhs.items():
+        rv = rhs.get(key, _MISSING)
+        if lv is rv:
+            continue
+        kind = type(lv)
+        if kind is type(rv):  # _unchanged, and two different scalars recorded here
+            if kind is str or kind is int or kind is float or kind is bool:
+                if lv != rv:
+                    modified.add(path + ("f:" + key,))
+                continue
+            if (kind is dict or kind is list) and _same_json(lv, rv):
+                continue
+        elif rv is _MISSING:
+            gone += 1
+        _compare(lv, rv, node.child(key), path + ("f:" + key,), added, modified, removed)
+    if len(rhs) > len(lhs) - gone:
+        for key, rv in rhs.items():
+            if key not in lhs:
+                _compare(_MISSING, rv, node.child(key), path + ("f:" + key,), added, modified,
+                         removed)
 
 
 # ----------------------------------------------------------------------------- apply merge
