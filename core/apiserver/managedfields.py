@@ -34,6 +34,7 @@ from typing import Any, Iterable, Iterator
 from pilothouse.apiserver import _json
 from pilothouse.apiserver.patch import PatchError, json_equal
 from pilothouse.apiserver.patch_strategies import EMPTY, Field, strategy_for
+from pilothouse.model._jsoncopy import exact_json
 
 __all__ = [
     "FieldSet",
@@ -566,6 +567,30 @@ def _all_nodes(value: Any, node: Field, path: Path, out: set[Path]) -> None:
                     out.add(path + (element,))
 
 
+# The paths of a whole top-level field present on one side only (a create's spec and status),
+# by its JSON: the objects made from one template share them.
+_TOP_NODES: dict[tuple, tuple[Field, frozenset]] = {}
+
+
+def _all_nodes_of_top(value: Any, node: Field, path: Path, out: set[Path]) -> None:
+    """:func:`_all_nodes`, remembered for objects directly under the root."""
+    if len(path) != 1 or type(value) is not dict:
+        _all_nodes(value, node, path, out)
+        return
+    encoded = exact_json(value)
+    if encoded is None:
+        _all_nodes(value, node, path, out)
+        return
+    key = (id(node), path, encoded)
+    known = _TOP_NODES.get(key)
+    if known is None or known[0] is not node:
+        found: set[Path] = set()
+        _all_nodes(value, node, path, found)
+        known = (node, frozenset(found))
+        _remember(_TOP_NODES, key, known)
+    out |= known[1]
+
+
 @dataclass(frozen=True)
 class Comparison:
     added: FieldSet
@@ -621,10 +646,10 @@ def _compare(lhs: Any, rhs: Any, node: Field, path: Path,
         _compare_maps(lhs, rhs, node, path, added, modified, removed)  # the usual case
         return
     if lhs is _MISSING:
-        _all_nodes(rhs, node, path, added)
+        _all_nodes_of_top(rhs, node, path, added)
         return
     if rhs is _MISSING:
-        _all_nodes(lhs, node, path, removed)
+        _all_nodes_of_top(lhs, node, path, removed)
         return
     if not isinstance(lhs, (dict, list)) and not isinstance(rhs, (dict, list)):
         if path and not json_equal(lhs, rhs):  # two leaves (what _shape says of scalars)

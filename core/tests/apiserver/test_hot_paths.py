@@ -843,3 +843,23 @@ def test_tracked_fields_are_those_of_the_plain_filter():
             plain = mf.FieldSet(p for p in fields.paths if p not in mf._STRIP_EXACT
                                 and p[:2] != mf._STRIP_PREFIX).without_prefixes(ignore)
             assert mf._tracked(fields, ignore) == plain
+
+
+def test_a_created_objects_top_level_paths_from_the_memo_are_the_walks():
+    strategy = strategy_for("", "Pod")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "b"}},
+           "spec": {"containers": [{"name": "c", "image": "i", "ports": [
+               {"containerPort": 80, "protocol": "TCP"}]}], "nodeSelector": {"x": "y"}},
+           "status": {"phase": "Pending"}}
+
+    def walked(obj, node):
+        out: set = set()
+        mf._all_nodes(obj, node, (), out)
+        return out
+    for obj, node in ((pod, strategy), (pod, mf.EMPTY),
+                      ({**pod, "spec": {"containers": ({"name": "c"},)}}, strategy)):
+        for _ in range(2):  # the second time from the memo
+            diff = mf.compare_objects({}, obj, node)
+            assert diff.added.paths == frozenset(walked(obj, node)) and not diff.removed
+            gone = mf.compare_objects(obj, {}, node)
+            assert gone.removed.paths == diff.added.paths and not gone.added
