@@ -823,11 +823,22 @@ _VALID_POD_SPECS: set[bytes] = set()  # the exact JSON of specs found valid
 
 def _validate_pod(obj: dict) -> list[FieldError]:
     # A pod's spec is validated on every write of the pod (create, binding, status), and the
-    # pods of one template have the same spec: valid specs are remembered by their JSON.
+    # pods of one template have the same spec but for the node they are bound to: valid specs
+    # are remembered by their JSON without nodeName, which is checked on its own (the only
+    # rule about it).
     spec = obj.get("spec")
-    key = _exact_json(spec) if type(spec) is dict else None
-    if key is not None and key in _VALID_POD_SPECS:
-        return []
+    key = None
+    if type(spec) is dict:
+        node = spec.get("nodeName")
+        if node:
+            key = _exact_json({k: v for k, v in spec.items() if k != "nodeName"})
+            if key is not None and key in _VALID_POD_SPECS:
+                return _name_errors(node, FieldPath("spec").child("nodeName"),
+                                    is_dns1123_subdomain)
+        else:
+            key = _exact_json(spec)
+            if key is not None and key in _VALID_POD_SPECS:
+                return []
     errs = validate_pod_spec(spec, FieldPath("spec"))
     if key is not None and not errs:
         if len(_VALID_POD_SPECS) >= 1024:

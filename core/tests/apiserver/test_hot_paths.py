@@ -284,6 +284,30 @@ def test_a_remembered_valid_pod_spec_does_not_hide_a_lookalike():
                for e in validation.validate(kind, pod(float("nan"))))
 
 
+def test_a_bound_pods_spec_is_remembered_without_its_node_and_the_node_still_checked():
+    kind = builtin_registry().get("", "v1", "Pod")
+
+    def pod(node, image="i"):
+        spec = {"containers": [{"name": "c", "image": image}]}
+        if node is not None:
+            spec["nodeName"] = node
+        return defaults.apply_defaults(kind, {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "d"},
+            "spec": spec})
+
+    def fresh(obj):  # what validation says without any remembered spec
+        validation._VALID_POD_SPECS.clear()
+        return validation.validate(kind, obj)
+    for node in ("n-1", "n-2", "Bad_Node", "", None):
+        for image in ("i", ""):
+            obj = pod(node, image)
+            want = [str(e) for e in fresh(obj)]
+            validation.validate(kind, pod("n-0", image))  # a lookalike remembered first
+            validation.validate(kind, pod(None, image))
+            assert [str(e) for e in validation.validate(kind, obj)] == want, (node, image)
+    assert any("nodeName" in e for e in [str(x) for x in fresh(pod("Bad_Node"))])
+
+
 def test_new_uid_is_a_random_version_4_uuid():
     import uuid
     uids = {meta.new_uid() for _ in range(1000)}
