@@ -137,10 +137,25 @@ def split_object_key(key: str) -> tuple[str, str]:
 # ------------------------------------------------------------------- ids, names and time
 
 
+# The random bytes of UIDs are read from the OS 256 UIDs at a time (one system call per
+# 4 KiB, not one per create); a forked child never reuses its parent's bytes.
+_RANDOM = bytearray()
+
+
+def _forget_random() -> None:
+    _RANDOM.clear()
+
+
+os.register_at_fork(after_in_child=_forget_random)
+
+
 def new_uid() -> str:
     """A fresh object UID (a random UUID, as Kubernetes uses)."""
     # what str(uuid.uuid4()) gives, without building a UUID object (one per create)
-    raw = bytearray(os.urandom(16))
+    if len(_RANDOM) < 16:
+        _RANDOM[:] = os.urandom(4096)
+    raw = _RANDOM[-16:]
+    del _RANDOM[-16:]
     raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = raw.hex()

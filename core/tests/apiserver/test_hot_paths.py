@@ -317,6 +317,23 @@ def test_new_uid_is_a_random_version_4_uuid():
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == uid
 
 
+def test_new_uids_of_a_forked_child_are_not_its_parents():
+    import os
+    meta.new_uid()  # random bytes buffered in the parent
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next UIDs and leave at once
+        try:
+            os.write(write, ",".join(meta.new_uid() for _ in range(4)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = set(os.read(read, 4096).decode().split(","))
+    os.close(read)
+    assert len(child) == 4 and not child & {meta.new_uid() for _ in range(4)}
+
+
 def _walk_both(schemas: SchemaSet, group: str, version: str, kind: str, obj: dict,
                ignore: tuple = ()) -> tuple:
     """The fast walk's answer and the general walk's (display paths built as it goes)."""
