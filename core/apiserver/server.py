@@ -376,6 +376,12 @@ class APIServer:
                     causes=[{"reason": "FieldValueInvalid", "message": m, "field": f}
                             for f, m in denied.causes])
 
+    def _owns_writes(self) -> bool:
+        """Whether a write may hand its object over to the storage as the stored object
+        (see ResourceStorage.create): only this server's own code built it, so it holds
+        JSON values only; admission plugins may put other Python values in it."""
+        return not (self.plugins is not None and self.plugins.pipelines["admission"])
+
     def validate(self, kind: Kind, obj: dict, old: dict | None = None) -> None:
         problems = validation.validate(kind, obj) if old is None else \
             validation.validate_update(kind, obj, old)
@@ -412,7 +418,7 @@ class APIServer:
             return obj
         for attempt in range(8):
             try:
-                return await self.storage(kind).create(obj, owned=True)
+                return await self.storage(kind).create(obj, owned=self._owns_writes())
             except errors.AlreadyExists:
                 if not generated or attempt == 7:
                     raise
@@ -462,7 +468,7 @@ class APIServer:
                                         new["metadata"]["name"], expected_revision=expected)
         if dry_run:
             return new
-        return await storage.update(new, expected, owned=private)
+        return await storage.update(new, expected, owned=private and self._owns_writes())
 
     async def delete_object(self, ctx: Context | None, kind: Kind, namespace: str, name: str,
                             options: dict, dry_run: bool) -> tuple[dict, bool] | None:
