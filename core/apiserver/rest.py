@@ -353,9 +353,11 @@ def _may_share(ctx: "Context", kind: Kind) -> bool:
     """Whether an update of ``kind`` may keep the stored object's own values where it does
     not change them (see :meth:`APIServer.update_object`'s ``private``): built-in kinds,
     whose defaulting leaves a defaulted object alone and whose unchanged fields the schema
-    check does not walk, except Namespaces (their spec.finalizers are set on every write)."""
-    return not ctx.server.crds.is_custom(kind) and not (kind.group == "" and
-                                                        kind.kind == "Namespace")
+    check does not walk, except Namespaces (their spec.finalizers are set on every write);
+    and only without admission plugins (a mutating one may change any value of the new
+    object, and the old one must not change with it)."""
+    return ctx.server._owns_writes() and not ctx.server.crds.is_custom(kind) and \
+        not (kind.group == "" and kind.kind == "Namespace")
 
 
 async def _guaranteed_update(ctx: "Context", build, subresource: str, *,
@@ -488,11 +490,13 @@ async def bind(ctx: "Context", body) -> web.Response:
             raise errors.Conflict("pods/binding", info.name,
                                   why=f"pod {info.name} is already assigned to node {assigned!r}")
         # a new object, spec, status and metadata holding the stored pod's own values
-        # (pods are a kind of _may_share: nothing on the write path changes those)
-        new = dict(current)
-        new["metadata"] = dict(current["metadata"])
-        new["spec"] = {**(current.get("spec") or {}), "nodeName": node}
-        status = new["status"] = dict(current.get("status") or {})
+        # when _may_share allows (nothing on the write path changes those), else a copy
+        shared = _may_share(ctx, ctx.kind)
+        new = dict(current) if shared else _json.copy(current)
+        if shared:
+            new["metadata"] = dict(current["metadata"])
+        new["spec"] = {**(new.get("spec") or {}), "nodeName": node}
+        status = new["status"] = dict(new.get("status") or {})
         conds = [c for c in status.get("conditions") or () if c.get("type") != "PodScheduled"]
         conds.append({"type": "PodScheduled", "status": "True",
                       "lastTransitionTime": ctx.server.now()})

@@ -377,9 +377,10 @@ class APIServer:
                             for f, m in denied.causes])
 
     def _owns_writes(self) -> bool:
-        """Whether a write may hand its object over to the storage as the stored object
-        (see ResourceStorage.create): only this server's own code built it, so it holds
-        JSON values only; admission plugins may put other Python values in it."""
+        """Whether only this server's own code changes the objects of writes (no admission
+        plugins): then a write may hand its object over to the storage as the stored object
+        (see ResourceStorage.create), as it holds JSON values only, and an update may share
+        the stored object's unchanged values (see rest._may_share)."""
         return not (self.plugins is not None and self.plugins.pipelines["admission"])
 
     def validate(self, kind: Kind, obj: dict, old: dict | None = None) -> None:

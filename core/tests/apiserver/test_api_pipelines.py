@@ -31,6 +31,14 @@ class AddLabel(AdmissionPlugin):
         if request.object is not None:
             request.object["metadata"].setdefault("labels", {})["added-by"] = "admission"
 
+class Stamp(AdmissionPlugin):
+    """Counts the updates of ConfigMaps named "stamped" in a label it changes in place."""
+    async def mutate(self, request):
+        obj = request.object
+        if request.operation == "UPDATE" and obj["metadata"].get("name") == "stamped":
+            labels = obj["metadata"]["labels"]
+            labels["updates"] = str(int(labels.get("updates", "0")) + 1)
+
 class Second(AdmissionPlugin):
     async def mutate(self, request):
         CALLS.append(("mutate-second", request.operation, request.kind))
@@ -60,7 +68,8 @@ def server(fake_dist, start_apiserver):
     fake_dist("pilothouse-test-pipelines", {
         "pilothouse.authn": {"header-user": "testpipes:HeaderUser"},
         "pilothouse.authz": {"no-secrets-for-bob": "testpipes:NoSecretsForBob"},
-        "pilothouse.admission": {"add-label": "testpipes:AddLabel", "second": "testpipes:Second"},
+        "pilothouse.admission": {"add-label": "testpipes:AddLabel", "second": "testpipes:Second",
+                                 "stamp": "testpipes:Stamp"},
         "pilothouse.plugins": {"observer": "testpipes:Observer"},
     }, {"testpipes.py": PLUGINS})
     import testpipes
@@ -69,7 +78,8 @@ def server(fake_dist, start_apiserver):
         "store": {"plugin": "memory"},
         "authentication": {"plugins": [{"name": "header-user"}]},
         "authorization": {"plugins": [{"name": "no-secrets-for-bob"}, {"name": "always-allow"}]},
-        "admission": {"plugins": [{"name": "add-label"}, {"name": "second"}]}})
+        "admission": {"plugins": [{"name": "add-label"}, {"name": "second"},
+                                  {"name": "stamp"}]}})
     return srv, testpipes
 
 
@@ -88,6 +98,25 @@ def test_admission_runs_mutating_then_validating_in_order(server):
     assert ours == [("mutate-add", "CREATE", "ConfigMap"), ("mutate-second", "CREATE", "ConfigMap"),
                     ("validate-second", "CREATE", "ConfigMap")]
     assert ("hook", "add-label", "mutate", True) in mod.CALLS
+
+
+def test_a_mutating_plugin_changing_values_a_patch_left_alone_is_stored(server):
+    """The old object an update starts from is not changed with the new one, however a
+    mutating plugin changes the new one (here: in place, in labels the patch leaves alone)."""
+    srv, _ = server
+    core = api(srv)
+    core.create_namespaced_config_map("default", {"metadata": {"name": "stamped",
+                                                               "labels": {"x": "1"}}})
+    for n in (1, 2, 3):
+        cm = core.patch_namespaced_config_map("stamped", "default", {},
+                                              _content_type="application/merge-patch+json")
+        assert cm.metadata.labels["updates"] == str(n)
+    pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}
+    core.create_namespaced_pod("default", pod)
+    core.create_namespaced_binding("default", {"metadata": {"name": "p"},
+                                               "target": {"name": "n1"}},
+                                   _preload_content=False)
+    assert core.read_namespaced_pod("p", "default").spec.node_name == "n1"
 
 
 def test_admission_denial_is_a_status_and_stores_nothing(server):
