@@ -568,13 +568,15 @@ def _all_nodes(value: Any, node: Field, path: Path, out: set[Path]) -> None:
 
 
 # The paths of a whole top-level field present on one side only (a create's spec and status),
-# by its JSON: the objects made from one template share them.
+# by its JSON: the objects made from one template share them. Not metadata: its name, uid
+# and timestamps make every object's its own, so remembering it would only push out the rest.
 _TOP_NODES: dict[tuple, tuple[Field, frozenset]] = {}
+_NOT_REMEMBERED = ("f:metadata",)
 
 
 def _all_nodes_of_top(value: Any, node: Field, path: Path, out: set[Path]) -> None:
     """:func:`_all_nodes`, remembered for objects directly under the root."""
-    if len(path) != 1 or type(value) is not dict:
+    if len(path) != 1 or type(value) is not dict or path == _NOT_REMEMBERED:
         _all_nodes(value, node, path, out)
         return
     encoded = exact_json(value)
