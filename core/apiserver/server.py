@@ -431,7 +431,9 @@ class APIServer:
                             track_fields: bool = True, private: bool = False) -> dict:
         """Write ``new`` over ``current`` (compare-and-swap on its resourceVersion). ``new``
         is changed in place; ``current`` only read. ``private``: ``new`` shares nothing with
-        ``current`` or anything else (see :func:`pilothouse.model.meta.prepare_for_update`)."""
+        anything else, but for values it leaves as ``current`` has them, which it may share
+        with ``current`` (see rest._may_share and
+        :func:`pilothouse.model.meta.prepare_for_update`)."""
         bound_status = new.get("status") if subresource == "binding" else None
         meta.prepare_for_update(new, current, kind,
                                 subresource="status" if subresource == "status" else "",

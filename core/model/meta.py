@@ -311,7 +311,8 @@ def prepare_for_update(new: dict, old: dict, kind: Kind | str | None = None, *,
     Client attempts to change ``name``, ``namespace`` or ``uid`` are overwritten here; call
     :func:`pilothouse.model.validation.validate_object_meta_update` first to reject them.
 
-    ``new_is_private``: ``new`` shares nothing with ``old`` or with anything else, so for a
+    ``new_is_private``: ``new`` shares nothing with anything else (but values it holds as
+    ``old`` has them, which it may share with ``old``), so for a
     status write its own values that are the same JSON as ``old``'s are kept instead of
     being replaced by copies of ``old``'s (the same result, without copying what a status
     patch left alone)."""
